@@ -1,0 +1,1 @@
+//! Classification losses (and `log_softmax`, their building block).

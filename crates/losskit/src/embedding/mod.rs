@@ -1,0 +1,1 @@
+//! Embedding and similarity losses.

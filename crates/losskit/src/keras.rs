@@ -1,0 +1,219 @@
+//! Keras 3's loss reduction (`keras/src/losses/loss.py`): sample weights, masks, and the
+//! `sum_over_batch_size` / `mean_with_sample_weight` reductions, shared by every Keras loss.
+//!
+//! Keras first merges a mask (from `ignore_class`) into the sample weight — with
+//! `sum_over_batch_size`/`mean` each valid position weighs `count / valid_count`, so the mean
+//! runs over valid positions only — then aligns the ranks of the per-sample losses and the
+//! weights (`squeeze_or_expand_to_same_rank`: a trailing axis of size 1 is dropped, or added
+//! to a rank-1 operand), multiplies them with broadcasting, and reduces:
+//! `sum_over_batch_size`/`mean` divide the sum by the number of weighted values,
+//! `mean_with_sample_weight` by the sum of the (aligned, not broadcast) weights; a zero
+//! divisor gives 0 (`divide_no_nan`). `none`, and a 0-d result, are returned unreduced.
+
+use crate::error::{LossError, Result};
+use crate::float::Float;
+use crate::grad::Upstream;
+use crate::kernels::broadcast::{broadcast_shapes, expand};
+use crate::kernels::sum::sum_acc;
+use crate::reduction::{Cot, Reduction, KERAS_REDUCTIONS};
+use crate::tensor::{fmt_shape, numel, Tensor, View};
+
+/// Keras' `squeeze_or_expand_to_same_rank` on shapes.
+pub(crate) fn squeeze_or_expand(a: &[usize], b: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    let (ra, rb) = (a.len(), b.len());
+    if ra == rb + 1 && a.last() == Some(&1) {
+        if rb == 1 {
+            b.push(1);
+        } else {
+            a.pop();
+        }
+    }
+    if rb == ra + 1 && b.last() == Some(&1) {
+        if ra == 1 {
+            a.push(1);
+        } else {
+            b.pop();
+        }
+    }
+    (a, b)
+}
+
+/// The reduction of one call, prepared before the per-sample losses are computed.
+pub(crate) struct KerasReduce<T: Float> {
+    red: Reduction,
+    /// per-sample loss shape (as the loss computes it)
+    values_shape: Vec<usize>,
+    /// output shape before reduction (after alignment and broadcasting)
+    out_shape: Vec<usize>,
+    /// for each output element: the per-sample index and the weight
+    map: Option<(Vec<usize>, Vec<T>)>,
+    /// the divisor of the mean reductions
+    divisor: f64,
+}
+
+impl<T: Float> KerasReduce<T> {
+    /// Validates `red` and the sample weight against the per-sample shape; `mask` (one flag per
+    /// per-sample value, true = valid) comes from `ignore_class`.
+    pub(crate) fn new(
+        red: Reduction,
+        values_shape: &[usize],
+        sample_weight: Option<&View<'_, T>>,
+        mask: Option<&[bool]>,
+    ) -> Result<Self> {
+        red.check(KERAS_REDUCTIONS)?;
+        let mean_like = matches!(red, Reduction::Mean | Reduction::SumOverBatchSize);
+        // 1. merge the mask into the sample weight
+        let mut sw: Option<(Vec<T>, Vec<usize>)> = sample_weight.map(|w| (w.data().to_vec(), w.shape().to_vec()));
+        if let Some(m) = mask {
+            let total = T::of_usize(m.len());
+            let valid = T::of_usize(m.iter().filter(|&&v| v).count());
+            let on = if mean_like {
+                if valid == T::zero() {
+                    T::zero()
+                } else {
+                    total / valid
+                }
+            } else {
+                T::one()
+            };
+            let fm: Vec<T> = m.iter().map(|&v| if v { on } else { T::zero() }).collect();
+            sw = Some(match sw {
+                None => (fm, values_shape.to_vec()),
+                Some((w, ws)) => {
+                    let (ms, ws2) = squeeze_or_expand(values_shape, &ws);
+                    let b = broadcast_shapes(&ms, &ws2).ok_or_else(|| bad_weight(&ws, values_shape))?;
+                    if b != ws2 {
+                        // `sample_weight *= mask` must keep the weight's shape
+                        return Err(bad_weight(&ws, values_shape));
+                    }
+                    let fm_b = expand("sample_weight", &fm, &ms, &b)?;
+                    let w_b = expand("sample_weight", &w, &ws2, &b)?;
+                    (w_b.iter().zip(fm_b.iter()).map(|(&a, &c)| a * c).collect(), b)
+                }
+            });
+        }
+        // 2. align and broadcast the weight against the per-sample losses
+        let (out_shape, map, wsum) = match sw {
+            None => (values_shape.to_vec(), None, None),
+            Some((w, ws)) => {
+                let (vs2, ws2) = squeeze_or_expand(values_shape, &ws);
+                let out = broadcast_shapes(&vs2, &ws2).ok_or_else(|| bad_weight(&ws, values_shape))?;
+                let idx: Vec<usize> = (0..numel(values_shape)).collect();
+                let vi = expand("sample_weight", &idx, &vs2, &out)?.into_owned();
+                let wb = expand("sample_weight", &w, &ws2, &out)?.into_owned();
+                (out, Some((vi, wb)), Some(sum_acc(&w)))
+            }
+        };
+        let divisor = match (red, wsum) {
+            (Reduction::MeanWithSampleWeight, Some(s)) => s,
+            _ => (|n: usize| n as f64)(numel(&out_shape)),
+        };
+        Ok(KerasReduce { red, values_shape: values_shape.to_vec(), out_shape, map, divisor })
+    }
+
+    fn unreduced(&self) -> bool {
+        self.red == Reduction::None || self.out_shape.is_empty() || self.out_shape == [0]
+    }
+
+    /// The loss from the per-sample values.
+    pub(crate) fn reduce(&self, values: &[T]) -> Tensor<T> {
+        debug_assert_eq!(values.len(), numel(&self.values_shape));
+        let weighted: Vec<T> = match &self.map {
+            None => values.to_vec(),
+            Some((vi, w)) => vi.iter().zip(w).map(|(&i, &w)| values[i] * w).collect(),
+        };
+        if self.unreduced() {
+            return Tensor::from_parts(weighted, self.out_shape.clone());
+        }
+        let total = sum_acc(&weighted);
+        if self.red == Reduction::Sum {
+            return Tensor::scalar(T::from_acc(total));
+        }
+        let zero = 0.0;
+        Tensor::scalar(T::from_acc(if self.divisor == zero { zero } else { total / self.divisor }))
+    }
+
+    /// The gradient of the loss (times `up`) with respect to each per-sample value.
+    pub(crate) fn backward(&self, up: &Upstream<'_, T>) -> Result<Vec<T>> {
+        let n_out = numel(&self.out_shape);
+        let cot = if self.unreduced() {
+            Cot::from_upstream(up, &self.out_shape)?
+        } else if self.red == Reduction::Sum {
+            Cot::from_upstream(up, &[])?
+        } else {
+            let zero = 0.0;
+            let inv = if self.divisor == zero { zero } else { 1.0 / self.divisor };
+            Cot::from_upstream(up, &[])?.scaled(T::from_acc(inv))
+        };
+        let n_val = numel(&self.values_shape);
+        Ok(match &self.map {
+            None => (0..n_val).map(|i| cot.at(i)).collect(),
+            Some((vi, w)) => {
+                if n_out == n_val && vi.iter().enumerate().all(|(j, &i)| i == j) {
+                    (0..n_val).map(|i| cot.at(i) * w[i]).collect()
+                } else {
+                    // several outputs per value (broadcast weight): sum their contributions
+                    let mut acc = vec![0.0; n_val];
+                    for (j, (&i, &wj)) in vi.iter().zip(w).enumerate() {
+                        acc[i] += (cot.at(j) * wj).acc();
+                    }
+                    acc.into_iter().map(T::from_acc).collect()
+                }
+            }
+        })
+    }
+}
+
+/// The common shape of `y_true` and `y_pred` after Keras' `squeeze_or_expand_to_same_rank`
+/// (a trailing axis of size 1 dropped or added when the ranks differ by one). The data of both
+/// is unchanged (C order); only the shape they are read with changes. Fails when they still
+/// differ.
+pub(crate) fn align_pair(y_true: &[usize], y_pred: &[usize]) -> Result<Vec<usize>> {
+    let (t, p) = squeeze_or_expand(y_true, y_pred);
+    if t != p {
+        return Err(LossError::shape(
+            "y_true",
+            format!("the shape of `y_pred`, {} (up to a trailing axis of size 1)", fmt_shape(y_pred)),
+            y_true,
+        ));
+    }
+    Ok(p)
+}
+
+fn bad_weight(ws: &[usize], vs: &[usize]) -> LossError {
+    LossError::shape(
+        "sample_weight",
+        format!("a shape that broadcasts against the per-sample loss {}", fmt_shape(vs)),
+        ws,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeeze_expand_rules() {
+        assert_eq!(squeeze_or_expand(&[4], &[4, 1]), (vec![4, 1], vec![4, 1]));
+        assert_eq!(squeeze_or_expand(&[4, 3], &[4, 3, 1]), (vec![4, 3], vec![4, 3]));
+        assert_eq!(squeeze_or_expand(&[4, 1], &[4]), (vec![4, 1], vec![4, 1]));
+        assert_eq!(squeeze_or_expand(&[4, 3], &[4]), (vec![4, 3], vec![4]));
+    }
+
+    #[test]
+    fn weighted_means() {
+        // values [1, 2, 3], weights [1, 0, 2]: sum 7; sum_over_batch_size 7/3; mean_with_sample_weight 7/3
+        let v = [1.0f64, 2.0, 3.0];
+        let w = View::vector(&[1.0f64, 0.0, 2.0][..]).borrow().map(|&x| x);
+        let r = KerasReduce::new(Reduction::SumOverBatchSize, &[3], Some(&w), None).unwrap();
+        assert_eq!(r.reduce(&v).item(), Some(7.0 / 3.0));
+        let r = KerasReduce::new(Reduction::MeanWithSampleWeight, &[3], Some(&w), None).unwrap();
+        assert_eq!(r.reduce(&v).item(), Some(7.0 / 3.0));
+        let r = KerasReduce::<f64>::new(Reduction::Sum, &[3], Some(&w), None).unwrap();
+        assert_eq!(r.backward(&Upstream::Ones).unwrap(), vec![1.0, 0.0, 2.0]);
+        // masked mean: valid positions only
+        let r = KerasReduce::<f64>::new(Reduction::SumOverBatchSize, &[3], None, Some(&[true, false, true])).unwrap();
+        assert_eq!(r.reduce(&v).item(), Some((1.0 * 1.5 + 3.0 * 1.5) / 3.0));
+    }
+}

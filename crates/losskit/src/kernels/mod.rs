@@ -1,0 +1,15 @@
+//! The kernel layer: the only place that holds raw numerics. Losses are written against these
+//! helpers, so that vectorised and multi-threaded versions can replace them without touching a
+//! loss or the public API.
+//!
+//! - [`sum`]: accurate, deterministic (blocked pairwise) summation in the accumulator type;
+//! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
+//! - [`axis`]: iteration over the rows of a class (or feature) axis in a C-order tensor, with
+//!   row log-sum-exp and log-softmax;
+//! - [`broadcast`]: NumPy broadcasting of small arguments (weights) and its backward (summing
+//!   over broadcast dimensions).
+
+pub mod axis;
+pub mod broadcast;
+pub mod stable;
+pub mod sum;

@@ -1,0 +1,1 @@
+//! Margin (hinge-type) losses.

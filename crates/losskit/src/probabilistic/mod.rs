@@ -1,0 +1,1 @@
+//! Probabilistic losses: between distributions, or under a likelihood.

@@ -1,0 +1,228 @@
+//! Input views ([`View`]), owned results ([`Tensor`]) and shape helpers.
+//!
+//! A [`View`] is a C-order (row-major) contiguous slice with a shape. It is built from an
+//! `ndarray` array or view (borrowed when the array is in standard layout, copied into C order
+//! otherwise) or from a plain slice and a shape, which is what candle, burn and NumPy hand over.
+
+use std::borrow::Cow;
+
+use ndarray::{ArrayBase, ArrayD, ArrayView, Data, Dimension, IxDyn};
+
+use crate::error::{LossError, Result};
+
+/// A read-only, C-order contiguous tensor argument.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View<'a, T: Clone> {
+    data: Cow<'a, [T]>,
+    shape: Vec<usize>,
+}
+
+impl<'a, T: Clone> View<'a, T> {
+    /// A view of `data` with `shape` (C order). Fails when the element count does not match.
+    pub fn new(data: &'a [T], shape: &[usize]) -> Result<Self> {
+        check_len(data.len(), shape)?;
+        Ok(View { data: Cow::Borrowed(data), shape: shape.to_vec() })
+    }
+
+    /// An owning view of `data` with `shape` (C order).
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<View<'static, T>> {
+        check_len(data.len(), shape)?;
+        Ok(View { data: Cow::Owned(data), shape: shape.to_vec() })
+    }
+
+    /// A one-dimensional view of a slice.
+    pub fn vector(data: &'a [T]) -> Self {
+        View { shape: vec![data.len()], data: Cow::Borrowed(data) }
+    }
+
+    /// The elements in C order.
+    #[inline]
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The shape.
+    #[inline]
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    #[inline]
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the view has no element.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// A view of the same data with another shape of the same element count.
+    pub fn reshaped(&self, shape: &[usize]) -> Result<View<'_, T>> {
+        check_len(self.data.len(), shape)?;
+        Ok(View { data: Cow::Borrowed(&self.data), shape: shape.to_vec() })
+    }
+
+    /// Borrows this view (cheap: no copy of the data).
+    pub fn borrow(&self) -> View<'_, T> {
+        View { data: Cow::Borrowed(&self.data), shape: self.shape.clone() }
+    }
+
+    /// Maps every element (used to convert integer labels to floats, say).
+    pub fn map<U: Clone>(&self, f: impl Fn(&T) -> U) -> View<'static, U> {
+        View { data: Cow::Owned(self.data.iter().map(f).collect()), shape: self.shape.clone() }
+    }
+}
+
+fn check_len(len: usize, shape: &[usize]) -> Result<()> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(len) {
+        return Err(LossError::Shape {
+            arg: "data".into(),
+            expected: format!("{len} elements (the length of the data)"),
+            found: shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+impl<'a, T: Clone, D: Dimension> From<ArrayView<'a, T, D>> for View<'a, T> {
+    fn from(a: ArrayView<'a, T, D>) -> Self {
+        let shape = a.shape().to_vec();
+        match a.to_slice() {
+            Some(s) => View { data: Cow::Borrowed(s), shape },
+            None => View { data: Cow::Owned(a.iter().cloned().collect()), shape },
+        }
+    }
+}
+
+impl<'a, T: Clone, S: Data<Elem = T>, D: Dimension> From<&'a ArrayBase<S, D>> for View<'a, T> {
+    fn from(a: &'a ArrayBase<S, D>) -> Self {
+        View::from(a.view())
+    }
+}
+
+impl<'a, T: Clone> From<&'a [T]> for View<'a, T> {
+    fn from(s: &'a [T]) -> Self {
+        View::vector(s)
+    }
+}
+
+impl<'a, T: Clone> From<&'a Vec<T>> for View<'a, T> {
+    fn from(s: &'a Vec<T>) -> Self {
+        View::vector(s)
+    }
+}
+
+/// An owned result: a loss (a 0-d tensor when reduced) or a gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T> {
+    data: Vec<T>,
+    shape: Vec<usize>,
+}
+
+impl<T: Clone> Tensor<T> {
+    /// A tensor from C-order data and a shape. Fails when the element count does not match.
+    pub fn new(data: Vec<T>, shape: Vec<usize>) -> Result<Self> {
+        check_len(data.len(), &shape)?;
+        Ok(Tensor { data, shape })
+    }
+
+    pub(crate) fn from_parts(data: Vec<T>, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor { data, shape }
+    }
+
+    /// A 0-d tensor.
+    pub fn scalar(v: T) -> Self {
+        Tensor { data: vec![v], shape: vec![] }
+    }
+
+    /// The elements in C order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements, mutable.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// The shape (`[]` for a reduced loss).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The value of a 0-d (or one-element) tensor.
+    pub fn item(&self) -> Option<T> {
+        if self.data.len() == 1 {
+            Some(self.data[0].clone())
+        } else {
+            None
+        }
+    }
+
+    /// Takes the data out.
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+
+    /// Converts into an `ndarray` array of the same shape.
+    pub fn into_array(self) -> ArrayD<T> {
+        // the length was checked on construction, so this cannot fail
+        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
+            .unwrap_or_else(|_| unreachable!("Tensor length matches its shape"))
+    }
+
+    /// A view of this tensor, to pass it on as an argument.
+    pub fn view(&self) -> View<'_, T> {
+        View { data: Cow::Borrowed(&self.data), shape: self.shape.clone() }
+    }
+}
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Formats a shape as `(2, 3)` for messages.
+pub(crate) fn fmt_shape(shape: &[usize]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    if parts.len() == 1 {
+        format!("({},)", parts[0])
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+/// Resolves a possibly negative axis against `ndim` (Python convention).
+pub(crate) fn resolve_axis(option: &str, axis: i64, ndim: usize) -> Result<usize> {
+    let n = ndim as i64;
+    if axis < -n || axis >= n || ndim == 0 {
+        return Err(LossError::option(
+            option,
+            format!("axis {axis} is out of range for an input with {ndim} dimension(s)"),
+        ));
+    }
+    Ok(if axis < 0 { (axis + n) as usize } else { axis as usize })
+}
+
+/// Requires `found` to equal `expected` exactly.
+pub(crate) fn same_shape(arg: &str, found: &[usize], other: &str, expected: &[usize]) -> Result<()> {
+    if found != expected {
+        return Err(LossError::shape(
+            arg,
+            format!("the shape of `{other}`, {}", fmt_shape(expected)),
+            found,
+        ));
+    }
+    Ok(())
+}
