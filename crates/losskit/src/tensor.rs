@@ -226,3 +226,19 @@ pub(crate) fn same_shape(arg: &str, found: &[usize], other: &str, expected: &[us
     }
     Ok(())
 }
+
+/// Requires every argument to have the same number of dimensions as the first.
+pub(crate) fn same_ndim(args: &[(&str, &[usize])]) -> Result<()> {
+    if let Some((first, s0)) = args.first() {
+        for (name, s) in &args[1..] {
+            if s.len() != s0.len() {
+                return Err(LossError::shape(
+                    name,
+                    format!("{} dimension(s) like `{first}` {}", s0.len(), fmt_shape(s0)),
+                    s,
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -24,4 +24,8 @@ static REGISTRY: &[Entry] = &[
     crate::regression::l1::ENTRY,
     crate::regression::huber::ENTRY,
     crate::regression::smooth_l1::ENTRY,
+    crate::classification::binary_cross_entropy::ENTRY,
+    crate::classification::binary_cross_entropy_with_logits::ENTRY,
+    crate::margin::margin_ranking::ENTRY,
+    crate::embedding::triplet_margin::ENTRY,
 ];

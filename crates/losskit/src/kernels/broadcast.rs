@@ -24,6 +24,31 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// The broadcast shape of several named arguments (PyTorch's `broadcast_shapes`), folded left
+/// to right. Fails with [`LossError::Shape`] naming the first argument that does not broadcast
+/// with the shape of the ones before it.
+pub fn broadcast_all(args: &[(&str, &[usize])]) -> Result<Vec<usize>> {
+    let mut out: Vec<usize> = Vec::new();
+    for (k, (name, shape)) in args.iter().enumerate() {
+        out = match broadcast_shapes(&out, shape) {
+            Some(s) => s,
+            None => {
+                let before: Vec<&str> = args[..k].iter().map(|(n, _)| *n).collect();
+                return Err(LossError::shape(
+                    name,
+                    format!(
+                        "a shape that broadcasts with {} (the broadcast shape of `{}`)",
+                        fmt_shape(&out),
+                        before.join("`, `")
+                    ),
+                    shape,
+                ));
+            }
+        };
+    }
+    Ok(out)
+}
+
 /// Strides (in elements) of `src` seen through the broadcast to `dst` (0 on broadcast dims).
 fn broadcast_strides(arg: &str, src: &[usize], dst: &[usize]) -> Result<Vec<usize>> {
     let bad = || {
@@ -100,6 +125,19 @@ pub fn sum_to<T: Float>(full: &[T], dst_shape: &[usize], src_shape: &[usize], ou
     Ok(())
 }
 
+/// The backward of [`expand`] for a gradient held in the accumulator type: adds `full`
+/// (shape `dst_shape`) summed over the broadcast dimensions into `acc` (shape `src_shape`).
+pub fn sum_into(
+    full: &[f64],
+    dst_shape: &[usize],
+    src_shape: &[usize],
+    acc: &mut [f64],
+) -> Result<()> {
+    let strides = broadcast_strides("gradient", src_shape, dst_shape)?;
+    for_each_index(dst_shape, &strides, |d, s| acc[s] += full[d]);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +161,27 @@ mod tests {
         sum_to(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], &[3], &mut back).unwrap();
         assert_eq!(back, [5.0, 7.0, 9.0]);
         assert!(expand("w", &w, &[3], &[3, 2]).is_err());
+    }
+
+    #[test]
+    fn broadcast_all_names_the_culprit() {
+        let a: &[usize] = &[3, 1];
+        let b: &[usize] = &[1, 4];
+        let c: &[usize] = &[5];
+        assert_eq!(broadcast_all(&[("a", a), ("b", b)]).unwrap(), vec![3, 4]);
+        let e: &[usize] = &[];
+        let none: Vec<usize> = Vec::new();
+        assert_eq!(broadcast_all(&[("a", e), ("b", e)]).unwrap(), none);
+        match broadcast_all(&[("a", a), ("b", b), ("c", c)]) {
+            Err(LossError::Shape { arg, .. }) => assert_eq!(arg, "c"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sum_into_adds() {
+        let mut acc = [1.0f64, 1.0];
+        sum_into(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], &[2, 1], &mut acc).unwrap();
+        assert_eq!(acc, [7.0, 16.0]);
     }
 }

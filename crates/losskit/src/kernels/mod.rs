@@ -8,8 +8,11 @@
 //!   row log-sum-exp and log-softmax;
 //! - [`broadcast`]: NumPy broadcasting of small arguments (weights) and its backward (summing
 //!   over broadcast dimensions).
+//! - [`norm`]: vector p-norms of rows and their gradients (PyTorch's conventions at zero norms,
+//!   zero coordinates and ties).
 
 pub mod axis;
 pub mod broadcast;
+pub mod norm;
 pub mod stable;
 pub mod sum;

@@ -71,7 +71,7 @@ pub(crate) fn torch_pointwise<T: Float>(
         return Ok((loss, Grads::default()));
     };
     let (upstream, mut sink) = bw.start();
-    let cot = reduce_cot(&upstream, loss.shape(), reduction, denominator)?;
+    let cot = reduce_cot(&upstream, shape, reduction, denominator)?;
     let [mut gx, mut gy, mut gw] = sink.slots([
         ("input", shape, true),
         ("target", shape, true),
