@@ -59,7 +59,8 @@ fn read_f64(path: &Path) -> (Vec<usize>, Vec<f64>) {
     let header = std::str::from_utf8(&b[10..10 + hlen]).expect("ascii header");
     assert!(header.contains("'descr': '<f8'"), "{header}");
     let shape_txt = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).expect("shape");
-    let shape: Vec<usize> = shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().expect("dim")).collect();
+    let shape: Vec<usize> =
+        shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().expect("dim")).collect();
     let data = b[10 + hlen..].chunks(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
     (shape, data)
 }
@@ -114,7 +115,8 @@ fn eval_writes_loss_and_gradients() {
     // without --grad: only loss.npy
     let out = run(&["eval", "mse", "--arg", "input=x.npy", "--arg", "target=y.npy", "--out", "o2"], &d.0);
     assert!(out.status.success());
-    let files: Vec<_> = std::fs::read_dir(d.0.join("o2")).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(d.0.join("o2")).expect("dir").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(files, vec![std::ffi::OsString::from("loss.npy")]);
     // without --out: files is {}
     let out = run(&["eval", "mse", "--arg", "input=x.npy", "--arg", "target=y.npy", "--opt", "reduction=none"], &d.0);
@@ -139,7 +141,18 @@ fn reads_every_npy_variant() {
     npy(&d.0.join("z.npy"), "<f8", true, &[2, 3], 1, &f64_le(&[0.0; 6]));
     for name in ["c", "f", "b", "v2", "v3"] {
         let out = run(
-            &["eval", "mse", "--arg", &format!("input={name}.npy"), "--arg", "target=z.npy", "--opt", "reduction=none", "--out", name],
+            &[
+                "eval",
+                "mse",
+                "--arg",
+                &format!("input={name}.npy"),
+                "--arg",
+                "target=z.npy",
+                "--opt",
+                "reduction=none",
+                "--out",
+                name,
+            ],
             &d.0,
         );
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
