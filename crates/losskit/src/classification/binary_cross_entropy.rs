@@ -57,9 +57,7 @@ pub struct BinaryCrossEntropyOptions {
 
 impl Default for BinaryCrossEntropyOptions {
     fn default() -> Self {
-        BinaryCrossEntropyOptions {
-            reduction: Reduction::Mean,
-        }
+        BinaryCrossEntropyOptions { reduction: Reduction::Mean }
     }
 }
 
@@ -139,18 +137,11 @@ pub fn binary_cross_entropy_grad<T: Float>(
 
 /// Fails unless every element lies in `[0, 1]` (NaN fails too).
 fn check_unit_interval<T: Float>(name: &str, v: &View<'_, T>) -> Result<()> {
-    match v
-        .data()
-        .iter()
-        .position(|x| !(T::zero()..=T::one()).contains(x))
-    {
+    match v.data().iter().position(|x| !(T::zero()..=T::one()).contains(x)) {
         None => Ok(()),
         Some(i) => Err(LossError::value(
             name,
-            format!(
-                "every element must lie in [0, 1]; found {} at flat position {i}",
-                v.data()[i]
-            ),
+            format!("every element must lie in [0, 1]; found {} at flat position {i}", v.data()[i]),
         )),
     }
 }
@@ -176,10 +167,7 @@ fn run<T: Float>(
     let grad = |i: usize| {
         let (xi, yi) = (x[i], y[i]);
         // -logit(x), evaluated as log(x / (1 - x)) like the reference
-        (
-            (xi - yi) / ((one - xi) * xi).max(eps),
-            -(xi / (one - xi)).ln(),
-        )
+        ((xi - yi) / ((one - xi) * xi).max(eps), -(xi / (one - xi)).ln())
     };
     frame.run(value, grad, backward)
 }
@@ -189,16 +177,8 @@ fn eval<T: PickFloat>(
     opts: &Opts,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    let options = BinaryCrossEntropyOptions {
-        reduction: opts.reduction()?,
-    };
-    run(
-        &args.float("input")?,
-        &args.float("target")?,
-        args.opt_float("weight")?.as_ref(),
-        &options,
-        backward,
-    )
+    let options = BinaryCrossEntropyOptions { reduction: opts.reduction()? };
+    run(&args.float("input")?, &args.float("target")?, args.opt_float("weight")?.as_ref(), &options, backward)
 }
 
 #[cfg(test)]
@@ -206,9 +186,7 @@ mod tests {
     use super::*;
 
     fn none() -> BinaryCrossEntropyOptions {
-        BinaryCrossEntropyOptions {
-            reduction: Reduction::None,
-        }
+        BinaryCrossEntropyOptions { reduction: Reduction::None }
     }
 
     #[test]
@@ -216,41 +194,21 @@ mod tests {
         // torch: F.binary_cross_entropy(x, y, reduction='none') = [100, 100, 0, -0]
         let x = [0.0f64, 1.0, 0.0, 1.0];
         let y = [1.0f64, 0.0, 0.0, 1.0];
-        let l =
-            binary_cross_entropy(View::from(&x[..]), View::from(&y[..]), None, &none()).unwrap();
+        let l = binary_cross_entropy(View::from(&x[..]), View::from(&y[..]), None, &none()).unwrap();
         assert_eq!(l.data(), &[100.0, 100.0, 0.0, 0.0]);
-        let (_, g) = binary_cross_entropy_grad(
-            View::from(&x[..]),
-            View::from(&y[..]),
-            None,
-            &none(),
-            Backward::new(),
-        )
-        .unwrap();
+        let (_, g) =
+            binary_cross_entropy_grad(View::from(&x[..]), View::from(&y[..]), None, &none(), Backward::new()).unwrap();
         // torch (float64): -1.00000000399580286e+12 = -1 / f64(1e-12f32)
         let big = 1.0 / f64::from(1e-12f32);
         assert_eq!(g.get("input").unwrap().data(), &[-big, big, 0.0, 0.0]);
         let gy = g.get("target").unwrap().data();
-        assert_eq!(
-            gy,
-            &[
-                f64::INFINITY,
-                f64::NEG_INFINITY,
-                f64::INFINITY,
-                f64::NEG_INFINITY
-            ]
-        );
+        assert_eq!(gy, &[f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY]);
         // float32: the constant is 1e-12f32 itself
         let x32 = [0.0f32];
         let y32 = [1.0f32];
-        let (_, g) = binary_cross_entropy_grad(
-            View::from(&x32[..]),
-            View::from(&y32[..]),
-            None,
-            &none(),
-            Backward::new(),
-        )
-        .unwrap();
+        let (_, g) =
+            binary_cross_entropy_grad(View::from(&x32[..]), View::from(&y32[..]), None, &none(), Backward::new())
+                .unwrap();
         assert_eq!(g.get("input").unwrap().data(), &[-1.0 / 1e-12f32]);
     }
 
@@ -259,8 +217,7 @@ mod tests {
         // torch: 1.00000000005e-10 (log1p), not log(1 - x)
         let x = [1e-10f64];
         let y = [0.0f64];
-        let l =
-            binary_cross_entropy(View::from(&x[..]), View::from(&y[..]), None, &none()).unwrap();
+        let l = binary_cross_entropy(View::from(&x[..]), View::from(&y[..]), None, &none()).unwrap();
         assert_eq!(l.data(), &[1.00000000005e-10]);
     }
 
@@ -272,23 +229,13 @@ mod tests {
         let xv = View::new(&x, &[2, 2]).unwrap();
         let yv = View::new(&y, &[2, 2]).unwrap();
         let wv = View::vector(&w);
-        let l = binary_cross_entropy(
-            xv.clone(),
-            yv.clone(),
-            Some(wv.clone()),
-            &BinaryCrossEntropyOptions::default(),
-        )
-        .unwrap();
+        let l = binary_cross_entropy(xv.clone(), yv.clone(), Some(wv.clone()), &BinaryCrossEntropyOptions::default())
+            .unwrap();
         // ln 2 * (1 + 3 + 1 + 3) / 4
         assert!((l.item().unwrap() - 2.0 * std::f64::consts::LN_2).abs() < 1e-15);
-        let (_, g) = binary_cross_entropy_grad(
-            xv,
-            yv,
-            Some(wv),
-            &BinaryCrossEntropyOptions::default(),
-            Backward::new(),
-        )
-        .unwrap();
+        let (_, g) =
+            binary_cross_entropy_grad(xv, yv, Some(wv), &BinaryCrossEntropyOptions::default(), Backward::new())
+                .unwrap();
         // w (x - y) / (x (1 - x)) / 4 = -2 w / 4
         assert_eq!(g.get("input").unwrap().data(), &[-0.5, -1.5, -0.5, -1.5]);
         assert!(g.get("weight").is_none());
@@ -312,16 +259,9 @@ mod tests {
         assert!(matches!(bad, Err(LossError::Shape { ref arg, .. }) if arg == "target"));
         let y = [0.0f64, 1.0];
         let w = [1.0f64, 2.0, 3.0];
-        let bad = binary_cross_entropy(
-            View::from(&x[..]),
-            View::from(&y[..]),
-            Some(View::from(&w[..])),
-            &none(),
-        );
+        let bad = binary_cross_entropy(View::from(&x[..]), View::from(&y[..]), Some(View::from(&w[..])), &none());
         assert!(matches!(bad, Err(LossError::Shape { ref arg, .. }) if arg == "weight"));
-        let opts = BinaryCrossEntropyOptions {
-            reduction: Reduction::BatchMean,
-        };
+        let opts = BinaryCrossEntropyOptions { reduction: Reduction::BatchMean };
         let bad = binary_cross_entropy(View::from(&x[..]), View::from(&y[..]), None, &opts);
         assert!(matches!(bad, Err(LossError::InvalidOption { .. })));
     }
@@ -334,13 +274,9 @@ mod tests {
         assert_eq!(l.shape(), &[] as &[usize]);
         assert!((l.data()[0] + 0.3f64.ln()).abs() < 1e-15);
         let e: [f64; 0] = [];
-        let l = binary_cross_entropy(
-            View::from(&e[..]),
-            View::from(&e[..]),
-            None,
-            &BinaryCrossEntropyOptions::default(),
-        )
-        .unwrap();
+        let l =
+            binary_cross_entropy(View::from(&e[..]), View::from(&e[..]), None, &BinaryCrossEntropyOptions::default())
+                .unwrap();
         assert!(l.item().unwrap().is_nan());
     }
 }

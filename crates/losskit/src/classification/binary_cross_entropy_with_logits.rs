@@ -22,10 +22,12 @@ macro_rules! formula {
 pub(crate) const SPEC: LossSpec = LossSpec {
     id: "binary_cross_entropy_with_logits",
     family: Family::Classification,
-    summary: "Binary cross-entropy on logits, computed stably in one step, with element weights and positive-class weights.",
+    summary:
+        "Binary cross-entropy on logits, computed stably in one step, with element weights and positive-class weights.",
     formula: formula!(),
     reference: "torch.nn.functional.binary_cross_entropy_with_logits",
-    reference_call: "F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction, pos_weight=pos_weight)",
+    reference_call:
+        "F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction, pos_weight=pos_weight)",
     reduction_default: "mean",
     none_shape: "the shape of input",
     conventions: "Evaluated as (1 - y) x - (1 + (p - 1) y) log σ(x) with a stable log-sigmoid: no clamping, so a \
@@ -56,9 +58,7 @@ pub struct BinaryCrossEntropyWithLogitsOptions {
 
 impl Default for BinaryCrossEntropyWithLogitsOptions {
     fn default() -> Self {
-        BinaryCrossEntropyWithLogitsOptions {
-            reduction: Reduction::Mean,
-        }
+        BinaryCrossEntropyWithLogitsOptions { reduction: Reduction::Mean }
     }
 }
 
@@ -110,15 +110,7 @@ pub fn binary_cross_entropy_with_logits<T: Float>(
     pos_weight: Option<View<'_, T>>,
     options: &BinaryCrossEntropyWithLogitsOptions,
 ) -> Result<Tensor<T>> {
-    run(
-        &input,
-        &target,
-        weight.as_ref(),
-        pos_weight.as_ref(),
-        options,
-        None,
-    )
-    .map(|(l, _)| l)
+    run(&input, &target, weight.as_ref(), pos_weight.as_ref(), options, None).map(|(l, _)| l)
 }
 
 /// [`binary_cross_entropy_with_logits`](fn@binary_cross_entropy_with_logits) and its
@@ -147,14 +139,7 @@ pub fn binary_cross_entropy_with_logits_grad<T: Float>(
     options: &BinaryCrossEntropyWithLogitsOptions,
     backward: Backward<'_, '_, T>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    run(
-        &input,
-        &target,
-        weight.as_ref(),
-        pos_weight.as_ref(),
-        options,
-        Some(backward),
-    )
+    run(&input, &target, weight.as_ref(), pos_weight.as_ref(), options, Some(backward))
 }
 
 fn run<T: Float>(
@@ -166,25 +151,16 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let frame = TorchElementwise::new(input, target, weight, options.reduction)?;
-    let pw = pos_weight
-        .map(|p| expand("pos_weight", p.data(), p.shape(), input.shape()))
-        .transpose()?;
+    let pw = pos_weight.map(|p| expand("pos_weight", p.data(), p.shape(), input.shape())).transpose()?;
     let (x, y) = (input.data(), target.data());
     let one = T::one();
     match pw.as_deref() {
-        None => frame.run(
-            |i| (one - y[i]) * x[i] - log_sigmoid(x[i]),
-            |i| (sigmoid(x[i]) - y[i], -x[i]),
-            backward,
-        ),
+        None => frame.run(|i| (one - y[i]) * x[i] - log_sigmoid(x[i]), |i| (sigmoid(x[i]) - y[i], -x[i]), backward),
         Some(pw) => frame.run(
             |i| (one - y[i]) * x[i] - ((pw[i] - one) * y[i] + one) * log_sigmoid(x[i]),
             |i| {
                 let py = pw[i] * y[i];
-                (
-                    (py + one - y[i]) * sigmoid(x[i]) - py,
-                    log_sigmoid(-x[i]) - pw[i] * log_sigmoid(x[i]),
-                )
+                ((py + one - y[i]) * sigmoid(x[i]) - py, log_sigmoid(-x[i]) - pw[i] * log_sigmoid(x[i]))
             },
             backward,
         ),
@@ -196,9 +172,7 @@ fn eval<T: PickFloat>(
     opts: &Opts,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    let options = BinaryCrossEntropyWithLogitsOptions {
-        reduction: opts.reduction()?,
-    };
+    let options = BinaryCrossEntropyWithLogitsOptions { reduction: opts.reduction()? };
     run(
         &args.float("input")?,
         &args.float("target")?,
@@ -215,9 +189,7 @@ mod tests {
     use crate::error::LossError;
 
     fn none() -> BinaryCrossEntropyWithLogitsOptions {
-        BinaryCrossEntropyWithLogitsOptions {
-            reduction: Reduction::None,
-        }
+        BinaryCrossEntropyWithLogitsOptions { reduction: Reduction::None }
     }
 
     #[test]
@@ -267,11 +239,7 @@ mod tests {
             &none(),
         )
         .unwrap();
-        let want = [
-            0.253_856_022_085_945,
-            0.313_261_687_518_222_8,
-            1.039_720_770_839_917_9,
-        ];
+        let want = [0.253_856_022_085_945, 0.313_261_687_518_222_8, 1.039_720_770_839_917_9];
         for (a, b) in l.data().iter().zip(want) {
             assert!((a - b).abs() < 1e-15, "{a} vs {b}");
         }
@@ -286,36 +254,15 @@ mod tests {
         let w = [1.0f64, 2.0];
         let wv = View::new(&w, &[2, 1]).unwrap();
         let p = [1.0f64, 2.0, 3.0];
-        let l = binary_cross_entropy_with_logits(
-            xv.clone(),
-            yv.clone(),
-            Some(wv),
-            Some(View::vector(&p)),
-            &none(),
-        )
-        .unwrap();
+        let l = binary_cross_entropy_with_logits(xv.clone(), yv.clone(), Some(wv), Some(View::vector(&p)), &none())
+            .unwrap();
         let ln2 = std::f64::consts::LN_2;
-        assert_eq!(
-            l.data(),
-            &[ln2, 2.0 * ln2, 3.0 * ln2, 2.0 * ln2, 4.0 * ln2, 6.0 * ln2]
-        );
-        let bad = binary_cross_entropy_with_logits(
-            xv.clone(),
-            yv.clone(),
-            None,
-            Some(View::vector(&w)),
-            &none(),
-        );
+        assert_eq!(l.data(), &[ln2, 2.0 * ln2, 3.0 * ln2, 2.0 * ln2, 4.0 * ln2, 6.0 * ln2]);
+        let bad = binary_cross_entropy_with_logits(xv.clone(), yv.clone(), None, Some(View::vector(&w)), &none());
         assert!(matches!(bad, Err(LossError::Shape { ref arg, .. }) if arg == "pos_weight"));
         let bad = binary_cross_entropy_with_logits(xv, yv, Some(View::vector(&w)), None, &none());
         assert!(matches!(bad, Err(LossError::Shape { ref arg, .. }) if arg == "weight"));
-        let bad = binary_cross_entropy_with_logits(
-            View::vector(&x),
-            View::vector(&y[..5]),
-            None,
-            None,
-            &none(),
-        );
+        let bad = binary_cross_entropy_with_logits(View::vector(&x), View::vector(&y[..5]), None, None, &none());
         assert!(matches!(bad, Err(LossError::Shape { ref arg, .. }) if arg == "target"));
     }
 }

@@ -8,12 +8,9 @@
 pub mod binary_cross_entropy;
 pub mod binary_cross_entropy_with_logits;
 
-pub use binary_cross_entropy::{
-    binary_cross_entropy, binary_cross_entropy_grad, BinaryCrossEntropyOptions,
-};
+pub use binary_cross_entropy::{binary_cross_entropy, binary_cross_entropy_grad, BinaryCrossEntropyOptions};
 pub use binary_cross_entropy_with_logits::{
-    binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_grad,
-    BinaryCrossEntropyWithLogitsOptions,
+    binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_grad, BinaryCrossEntropyWithLogitsOptions,
 };
 
 use std::borrow::Cow;
@@ -47,14 +44,8 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         reduction.check(TORCH_REDUCTIONS)?;
         let shape = input.shape();
         same_shape("target", target.shape(), "input", shape)?;
-        let weight = weight
-            .map(|w| expand("weight", w.data(), w.shape(), shape))
-            .transpose()?;
-        Ok(TorchElementwise {
-            shape,
-            weight,
-            reduction,
-        })
+        let weight = weight.map(|w| expand("weight", w.data(), w.shape(), shape)).transpose()?;
+        Ok(TorchElementwise { shape, weight, reduction })
     }
 
     /// The loss from `f_i` (`value(i)`), and with `backward` the gradients for `input` and
@@ -77,8 +68,7 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         };
         let (upstream, mut sink) = bw.start();
         let cot = reduce_cot(&upstream, self.shape, self.reduction, None)?;
-        let [mut gx, mut gy] =
-            sink.slots([("input", self.shape, true), ("target", self.shape, true)])?;
+        let [mut gx, mut gy] = sink.slots([("input", self.shape, true), ("target", self.shape, true)])?;
         if gx.is_some() || gy.is_some() {
             for i in 0..n {
                 let c = match w {

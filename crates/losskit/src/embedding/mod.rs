@@ -56,10 +56,7 @@ impl<'a, T: Float> PairwiseDistance<'a, T> {
         if d == 0 && p == NormDegree::Inf {
             return Err(LossError::shape(
                 n1,
-                format!(
-                    "a non-empty last axis for p = inf (the broadcast shape with `{n2}` is {})",
-                    fmt_shape(&full)
-                ),
+                format!("a non-empty last axis for p = inf (the broadcast shape with `{n2}` is {})", fmt_shape(&full)),
                 x1.shape(),
             ));
         }
@@ -73,34 +70,17 @@ impl<'a, T: Float> PairwiseDistance<'a, T> {
                 p.norm(&row)
             })
             .collect();
-        Ok(PairwiseDistance {
-            s1,
-            s2,
-            full,
-            x1: e1,
-            x2: e2,
-            d,
-            eps,
-            p,
-            dist,
-            batch,
-        })
+        Ok(PairwiseDistance { s1, s2, full, x1: e1, x2: e2, d, eps, p, dist, batch })
     }
 
     /// Adds the gradient of `sum_r k[r] dist[r]` with respect to `x1` into `g1` and with respect
     /// to `x2` into `g2` (each in its argument's shape, `f64`).
-    pub(crate) fn backward(
-        &self,
-        k: &[f64],
-        g1: Option<&mut [f64]>,
-        g2: Option<&mut [f64]>,
-    ) -> Result<()> {
+    pub(crate) fn backward(&self, k: &[f64], g1: Option<&mut [f64]>, g2: Option<&mut [f64]>) -> Result<()> {
         let mut full = vec![0.0; numel(&self.full)];
         let mut row = vec![0.0; self.d];
         for (r, (&kr, &dr)) in k.iter().zip(&self.dist).enumerate() {
             fill_row(&self.x1, &self.x2, r, self.d, self.eps, &mut row);
-            self.p
-                .grad(&row, dr, kr, &mut full[r * self.d..(r + 1) * self.d]);
+            self.p.grad(&row, dr, kr, &mut full[r * self.d..(r + 1) * self.d]);
         }
         if let Some(g1) = g1 {
             sum_into(&full, &self.full, &self.s1, g1)?;

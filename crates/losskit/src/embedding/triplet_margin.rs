@@ -71,13 +71,7 @@ pub struct TripletMarginOptions {
 
 impl Default for TripletMarginOptions {
     fn default() -> Self {
-        TripletMarginOptions {
-            margin: 1.0,
-            p: 2.0,
-            eps: 1e-6,
-            swap: false,
-            reduction: Reduction::Mean,
-        }
+        TripletMarginOptions { margin: 1.0, p: 2.0, eps: 1e-6, swap: false, reduction: Reduction::Mean }
     }
 }
 
@@ -172,36 +166,20 @@ fn run<T: Float>(
     let reduction = options.reduction.check(TORCH_REDUCTIONS)?;
     let margin = options.margin;
     if margin.is_nan() || margin <= 0.0 {
-        return Err(LossError::option(
-            "margin",
-            format!("must be > 0, got {margin}"),
-        ));
+        return Err(LossError::option("margin", format!("must be > 0, got {margin}")));
     }
-    let p = NormDegree::new(options.p).ok_or_else(|| {
-        LossError::option("p", format!("must be > 0 (inf allowed), got {}", options.p))
-    })?;
+    let p = NormDegree::new(options.p)
+        .ok_or_else(|| LossError::option("p", format!("must be > 0 (inf allowed), got {}", options.p)))?;
     if !options.eps.is_finite() {
-        return Err(LossError::option(
-            "eps",
-            format!("must be finite, got {}", options.eps),
-        ));
+        return Err(LossError::option("eps", format!("must be finite, got {}", options.eps)));
     }
-    let named = [
-        ("anchor", anchor.shape()),
-        ("positive", positive.shape()),
-        ("negative", negative.shape()),
-    ];
+    let named = [("anchor", anchor.shape()), ("positive", positive.shape()), ("negative", negative.shape())];
     same_ndim(&named)?;
     let eps = options.eps;
     let ap = PairwiseDistance::new(("anchor", anchor), ("positive", positive), p, eps)?;
     let an = PairwiseDistance::new(("anchor", anchor), ("negative", negative), p, eps)?;
     let pn = if options.swap {
-        Some(PairwiseDistance::new(
-            ("positive", positive),
-            ("negative", negative),
-            p,
-            eps,
-        )?)
+        Some(PairwiseDistance::new(("positive", positive), ("negative", negative), p, eps)?)
     } else {
         None
     };
@@ -212,10 +190,7 @@ fn run<T: Float>(
     let shape = broadcast_all(&batches)?;
     let d_ap = expand("positive", &ap.dist, &ap.batch, &shape)?;
     let d_an = expand("negative", &an.dist, &an.batch, &shape)?;
-    let d_pn = pn
-        .as_ref()
-        .map(|pn| expand("negative", &pn.dist, &pn.batch, &shape))
-        .transpose()?;
+    let d_pn = pn.as_ref().map(|pn| expand("negative", &pn.dist, &pn.batch, &shape)).transpose()?;
     let n = numel(&shape);
     // the negative distance, and the shares of d(a, n) and d(p, n) in its gradient
     let negative_distance = |i: usize| -> (f64, f64, f64) {
@@ -302,13 +277,7 @@ fn eval<T: PickFloat>(
         swap: opts.bool("swap"),
         reduction: opts.reduction()?,
     };
-    run(
-        &args.float("anchor")?,
-        &args.float("positive")?,
-        &args.float("negative")?,
-        &options,
-        backward,
-    )
+    run(&args.float("anchor")?, &args.float("positive")?, &args.float("negative")?, &options, backward)
 }
 
 #[cfg(test)]
@@ -319,20 +288,8 @@ mod tests {
         View::from_vec(data.to_vec(), shape).unwrap()
     }
 
-    fn opts(
-        margin: f64,
-        p: f64,
-        eps: f64,
-        swap: bool,
-        reduction: Reduction,
-    ) -> TripletMarginOptions {
-        TripletMarginOptions {
-            margin,
-            p,
-            eps,
-            swap,
-            reduction,
-        }
+    fn opts(margin: f64, p: f64, eps: f64, swap: bool, reduction: Reduction) -> TripletMarginOptions {
+        TripletMarginOptions { margin, p, eps, swap, reduction }
     }
 
     #[test]
@@ -363,34 +320,12 @@ mod tests {
         let o = opts(10.0, 2.0, 1e-6, true, Reduction::None);
         let (l, g) = triplet_margin_grad(a.clone(), a.clone(), n, &o, Backward::new()).unwrap();
         assert!((l.data()[0] - 9.858_581_472_189_815).abs() < 1e-12);
-        let close =
-            |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-12);
-        let (ga, gp, gn) = (
-            g.get("anchor").unwrap(),
-            g.get("positive").unwrap(),
-            g.get("negative").unwrap(),
-        );
+        let close = |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-12);
+        let (ga, gp, gn) = (g.get("anchor").unwrap(), g.get("positive").unwrap(), g.get("negative").unwrap());
+        assert!(close(ga.data(), &[1.060_660_171_779_821, 1.060_660_171_779_821_4]), "{:?}", ga.data());
+        assert!(close(gp.data(), &[-0.353_553_390_593_274_06, -0.353_553_390_593_273_7]), "{:?}", gp.data());
         assert!(
-            close(ga.data(), &[1.060_660_171_779_821, 1.060_660_171_779_821_4]),
-            "{:?}",
-            ga.data()
-        );
-        assert!(
-            close(
-                gp.data(),
-                &[-0.353_553_390_593_274_06, -0.353_553_390_593_273_7]
-            ),
-            "{:?}",
-            gp.data()
-        );
-        assert!(
-            close(
-                gn.data(),
-                &[
-                    -std::f64::consts::FRAC_1_SQRT_2,
-                    -std::f64::consts::FRAC_1_SQRT_2
-                ]
-            ),
+            close(gn.data(), &[-std::f64::consts::FRAC_1_SQRT_2, -std::f64::consts::FRAC_1_SQRT_2]),
             "{:?}",
             gn.data()
         );
@@ -400,14 +335,8 @@ mod tests {
     fn broadcasting_and_zero_d() {
         // anchor (2, 1, 3), positive (1, 4, 3), negative (2, 4, 1): loss (2, 4)
         let a = v(&[0.1, 0.2, 0.3, -1.0, 0.0, 1.0], &[2, 1, 3]);
-        let p = v(
-            &(0..12).map(|i| i as f64 / 10.0).collect::<Vec<_>>(),
-            &[1, 4, 3],
-        );
-        let n = v(
-            &(0..8).map(|i| 1.0 - i as f64 / 4.0).collect::<Vec<_>>(),
-            &[2, 4, 1],
-        );
+        let p = v(&(0..12).map(|i| i as f64 / 10.0).collect::<Vec<_>>(), &[1, 4, 3]);
+        let n = v(&(0..8).map(|i| 1.0 - i as f64 / 4.0).collect::<Vec<_>>(), &[2, 4, 1]);
         let o = opts(3.0, 2.0, 1e-6, true, Reduction::None);
         let (l, g) = triplet_margin_grad(a, p, n, &o, Backward::new()).unwrap();
         assert_eq!(l.shape(), &[2, 4]);
@@ -431,8 +360,7 @@ mod tests {
         let n = v(&[3.0, 2.0], &[2]);
         for p in [0.5, 1.0, 1.5, 2.0, 3.0, f64::INFINITY] {
             let o = opts(10.0, p, 0.0, false, Reduction::Sum);
-            let (_, g) =
-                triplet_margin_grad(a.clone(), a.clone(), n.clone(), &o, Backward::new()).unwrap();
+            let (_, g) = triplet_margin_grad(a.clone(), a.clone(), n.clone(), &o, Backward::new()).unwrap();
             assert_eq!(g.get("positive").unwrap().data(), &[0.0, 0.0], "p = {p}");
         }
         // the hinge's kink: margin + 0 - 1 = 0
@@ -446,66 +374,31 @@ mod tests {
     #[test]
     fn errors() {
         let x = v(&[1.0, 2.0], &[1, 2]);
-        let run = |a: View<'static, f64>,
-                   p: View<'static, f64>,
-                   n: View<'static, f64>,
-                   o: TripletMarginOptions| { triplet_margin(a, p, n, &o) };
+        let run = |a: View<'static, f64>, p: View<'static, f64>, n: View<'static, f64>, o: TripletMarginOptions| {
+            triplet_margin(a, p, n, &o)
+        };
         let d = TripletMarginOptions::default();
         for (bad, name) in [
             (TripletMarginOptions { margin: 0.0, ..d }, "margin"),
-            (
-                TripletMarginOptions {
-                    margin: f64::NAN,
-                    ..d
-                },
-                "margin",
-            ),
+            (TripletMarginOptions { margin: f64::NAN, ..d }, "margin"),
             (TripletMarginOptions { p: 0.0, ..d }, "p"),
             (TripletMarginOptions { p: -1.0, ..d }, "p"),
-            (
-                TripletMarginOptions {
-                    eps: f64::INFINITY,
-                    ..d
-                },
-                "eps",
-            ),
-            (
-                TripletMarginOptions {
-                    reduction: Reduction::BatchMean,
-                    ..d
-                },
-                "reduction",
-            ),
+            (TripletMarginOptions { eps: f64::INFINITY, ..d }, "eps"),
+            (TripletMarginOptions { reduction: Reduction::BatchMean, ..d }, "reduction"),
         ] {
             let r = run(x.clone(), x.clone(), x.clone(), bad);
-            assert!(
-                matches!(r, Err(LossError::InvalidOption { ref option, .. }) if option == name),
-                "{r:?}"
-            );
+            assert!(matches!(r, Err(LossError::InvalidOption { ref option, .. }) if option == name), "{r:?}");
         }
         let r = run(x.clone(), v(&[1.0, 2.0], &[2]), x.clone(), d);
         assert!(matches!(r, Err(LossError::Shape { ref arg, .. }) if arg == "positive"));
         let r = run(x.clone(), x.clone(), v(&[1.0, 2.0, 3.0], &[1, 3]), d);
         assert!(matches!(r, Err(LossError::Shape { ref arg, .. }) if arg == "negative"));
         // positive (2, 3) and negative (3, 3) broadcast with anchor (1, 3) but not with each other
-        let r = run(
-            v(&[0.0; 3], &[1, 3]),
-            v(&[0.0; 6], &[2, 3]),
-            v(&[0.0; 9], &[3, 3]),
-            d,
-        );
+        let r = run(v(&[0.0; 3], &[1, 3]), v(&[0.0; 6], &[2, 3]), v(&[0.0; 9], &[3, 3]), d);
         assert!(matches!(r, Err(LossError::Shape { ref arg, .. }) if arg == "negative"));
         // p = inf over an empty feature axis is undefined
         let e = v(&[], &[2, 0]);
-        let r = run(
-            e.clone(),
-            e.clone(),
-            e,
-            TripletMarginOptions {
-                p: f64::INFINITY,
-                ..d
-            },
-        );
+        let r = run(e.clone(), e.clone(), e, TripletMarginOptions { p: f64::INFINITY, ..d });
         assert!(matches!(r, Err(LossError::Shape { ref arg, .. }) if arg == "anchor"));
     }
 }

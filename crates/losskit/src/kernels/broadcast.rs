@@ -125,12 +125,7 @@ pub fn sum_to<T: Float>(full: &[T], dst_shape: &[usize], src_shape: &[usize], ou
 
 /// The backward of [`expand`] for a gradient held in the accumulator type: adds `full`
 /// (shape `dst_shape`) summed over the broadcast dimensions into `acc` (shape `src_shape`).
-pub fn sum_into(
-    full: &[f64],
-    dst_shape: &[usize],
-    src_shape: &[usize],
-    acc: &mut [f64],
-) -> Result<()> {
+pub fn sum_into(full: &[f64], dst_shape: &[usize], src_shape: &[usize], acc: &mut [f64]) -> Result<()> {
     let strides = broadcast_strides("gradient", src_shape, dst_shape)?;
     for_each_index(dst_shape, &strides, |d, s| acc[s] += full[d]);
     Ok(())

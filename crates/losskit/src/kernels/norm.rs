@@ -48,13 +48,7 @@ impl NormDegree {
             NormDegree::One => sum_by(row.len(), |i| row[i].abs()),
             NormDegree::Two => sum_by(row.len(), |i| row[i] * row[i]).sqrt(),
             // NaN propagates, as in the reference's amax
-            NormDegree::Inf => row.iter().fold(0.0f64, |m, &v| {
-                if v.abs() > m || v.is_nan() {
-                    v.abs()
-                } else {
-                    m
-                }
-            }),
+            NormDegree::Inf => row.iter().fold(0.0f64, |m, &v| if v.abs() > m || v.is_nan() { v.abs() } else { m }),
             NormDegree::P(p) => sum_by(row.len(), |i| row[i].abs().powf(p)).powf(1.0 / p),
         }
     }
@@ -84,20 +78,12 @@ impl NormDegree {
                 // sgn(x) |x|^(p-1) norm^(1-p), with 0 at x = 0 (where |x|^(p-1) is infinite)
                 let k = scale * norm.powf(1.0 - p);
                 for (o, &x) in out.iter_mut().zip(row) {
-                    *o = if x == 0.0 {
-                        0.0
-                    } else {
-                        sgn(x) * x.abs().powf(p - 1.0) * k
-                    };
+                    *o = if x == 0.0 { 0.0 } else { sgn(x) * x.abs().powf(p - 1.0) * k };
                 }
             }
             NormDegree::P(p) => {
                 // sgn(x) |x|^(p-1) / norm^(p-1), 0 at a zero norm
-                let k = if norm == 0.0 {
-                    0.0
-                } else {
-                    scale / norm.powf(p - 1.0)
-                };
+                let k = if norm == 0.0 { 0.0 } else { scale / norm.powf(p - 1.0) };
                 for (o, &x) in out.iter_mut().zip(row) {
                     *o = sgn(x) * x.abs().powf(p - 1.0) * k;
                 }

@@ -57,10 +57,7 @@ pub struct MarginRankingOptions {
 
 impl Default for MarginRankingOptions {
     fn default() -> Self {
-        MarginRankingOptions {
-            margin: 0.0,
-            reduction: Reduction::Mean,
-        }
+        MarginRankingOptions { margin: 0.0, reduction: Reduction::Mean }
     }
 }
 
@@ -140,16 +137,9 @@ fn run<T: Float>(
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let reduction = options.reduction.check(TORCH_REDUCTIONS)?;
     if !options.margin.is_finite() {
-        return Err(LossError::option(
-            "margin",
-            format!("must be finite, got {}", options.margin),
-        ));
+        return Err(LossError::option("margin", format!("must be finite, got {}", options.margin)));
     }
-    let named = [
-        ("input1", input1.shape()),
-        ("input2", input2.shape()),
-        ("target", target.shape()),
-    ];
+    let named = [("input1", input1.shape()), ("input2", input2.shape()), ("target", target.shape())];
     same_ndim(&named)?;
     let shape = broadcast_all(&named)?;
     let x1 = expand("input1", input1.data(), input1.shape(), &shape)?;
@@ -175,20 +165,10 @@ fn run<T: Float>(
     };
     let (upstream, mut sink) = bw.start();
     let cot = reduce_cot(&upstream, &shape, reduction, None)?;
-    let [g1, g2] = sink.slots([
-        ("input1", input1.shape(), true),
-        ("input2", input2.shape(), true),
-    ])?;
+    let [g1, g2] = sink.slots([("input1", input1.shape(), true), ("input2", input2.shape(), true)])?;
     // d loss / d x1 over the broadcast shape; x2 gets the opposite
-    let full: Vec<T> = (0..numel(&shape))
-        .map(|i| {
-            if z(i) > T::zero() {
-                -cot.at(i) * y[i]
-            } else {
-                T::zero()
-            }
-        })
-        .collect();
+    let full: Vec<T> =
+        (0..numel(&shape)).map(|i| if z(i) > T::zero() { -cot.at(i) * y[i] } else { T::zero() }).collect();
     if let Some(g1) = g1 {
         sum_to(&full, &shape, input1.shape(), g1)?;
     }
@@ -206,17 +186,8 @@ fn eval<T: PickFloat>(
     opts: &Opts,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    let options = MarginRankingOptions {
-        margin: opts.float("margin"),
-        reduction: opts.reduction()?,
-    };
-    run(
-        &args.float("input1")?,
-        &args.float("input2")?,
-        &args.float_lenient("target")?,
-        &options,
-        backward,
-    )
+    let options = MarginRankingOptions { margin: opts.float("margin"), reduction: opts.reduction()? };
+    run(&args.float("input1")?, &args.float("input2")?, &args.float_lenient("target")?, &options, backward)
 }
 
 #[cfg(test)]
@@ -232,10 +203,7 @@ mod tests {
         let a = View::new(&x1, &[3, 1]).unwrap();
         let b = View::new(&x2, &[1, 4]).unwrap();
         let t = View::new(&y, &[1, 4]).unwrap();
-        let opts = MarginRankingOptions {
-            margin: 0.1,
-            reduction: Reduction::None,
-        };
+        let opts = MarginRankingOptions { margin: 0.1, reduction: Reduction::None };
         let (l, g) = margin_ranking_grad(a, b, t, &opts, Backward::new()).unwrap();
         assert_eq!(l.shape(), &[3, 4]);
         for (r, a) in x1.iter().enumerate() {
@@ -257,22 +225,13 @@ mod tests {
     fn kink_gradient_is_zero_and_zero_d_works() {
         // torch: F.margin_ranking_loss(x1, x2, y, margin=1.0) with -y (x1 - x2) + 1 = 0 gives grad 0
         let s = |v: f64| View::from_vec(vec![v], &[]).unwrap();
-        let opts = MarginRankingOptions {
-            margin: 1.0,
-            reduction: Reduction::None,
-        };
+        let opts = MarginRankingOptions { margin: 1.0, reduction: Reduction::None };
         let (l, g) = margin_ranking_grad(s(2.0), s(1.0), s(1.0), &opts, Backward::new()).unwrap();
         assert_eq!(l.shape(), &[] as &[usize]);
         assert_eq!(l.data(), &[0.0]);
         assert_eq!(g.get("input1").unwrap().data(), &[0.0]);
-        let (l, _) = margin_ranking_grad(
-            s(0.5),
-            s(1.0),
-            s(1.0),
-            &MarginRankingOptions::default(),
-            Backward::new(),
-        )
-        .unwrap();
+        let (l, _) =
+            margin_ranking_grad(s(0.5), s(1.0), s(1.0), &MarginRankingOptions::default(), Backward::new()).unwrap();
         assert_eq!(l.item(), Some(0.5));
     }
 
@@ -280,35 +239,16 @@ mod tests {
     fn errors() {
         let v = [1.0f64, 2.0, 3.0];
         let zero_d = View::from_vec(vec![1.0f64], &[]).unwrap();
-        let r = margin_ranking(
-            View::vector(&v),
-            View::vector(&v),
-            zero_d,
-            &MarginRankingOptions::default(),
-        );
+        let r = margin_ranking(View::vector(&v), View::vector(&v), zero_d, &MarginRankingOptions::default());
         assert!(matches!(r, Err(LossError::Shape { ref arg, .. }) if arg == "target"));
-        let r = margin_ranking(
-            View::vector(&v),
-            View::vector(&v[..2]),
-            View::vector(&v),
-            &MarginRankingOptions::default(),
-        );
+        let r =
+            margin_ranking(View::vector(&v), View::vector(&v[..2]), View::vector(&v), &MarginRankingOptions::default());
         assert!(matches!(r, Err(LossError::Shape { ref arg, .. }) if arg == "input2"));
-        let opts = MarginRankingOptions {
-            margin: f64::NAN,
-            ..Default::default()
-        };
+        let opts = MarginRankingOptions { margin: f64::NAN, ..Default::default() };
         let r = margin_ranking(View::vector(&v), View::vector(&v), View::vector(&v), &opts);
-        assert!(
-            matches!(r, Err(LossError::InvalidOption { ref option, .. }) if option == "margin")
-        );
-        let opts = MarginRankingOptions {
-            reduction: Reduction::BatchMean,
-            ..Default::default()
-        };
+        assert!(matches!(r, Err(LossError::InvalidOption { ref option, .. }) if option == "margin"));
+        let opts = MarginRankingOptions { reduction: Reduction::BatchMean, ..Default::default() };
         let r = margin_ranking(View::vector(&v), View::vector(&v), View::vector(&v), &opts);
-        assert!(
-            matches!(r, Err(LossError::InvalidOption { ref option, .. }) if option == "reduction")
-        );
+        assert!(matches!(r, Err(LossError::InvalidOption { ref option, .. }) if option == "reduction"));
     }
 }
