@@ -24,4 +24,10 @@ static REGISTRY: &[Entry] = &[
     crate::regression::l1::ENTRY,
     crate::regression::huber::ENTRY,
     crate::regression::smooth_l1::ENTRY,
+    crate::regression::log_cosh::ENTRY,
+    crate::regression::mean_absolute_percentage_error::ENTRY,
+    crate::regression::mean_squared_logarithmic_error::ENTRY,
+    crate::probabilistic::poisson::ENTRY,
+    crate::probabilistic::kl_divergence::ENTRY,
+    crate::margin::squared_hinge::ENTRY,
 ];
