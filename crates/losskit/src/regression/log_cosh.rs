@@ -28,7 +28,8 @@ reduced Keras-style.",
     reduction_default: "sum_over_batch_size",
     none_shape: "y_pred.shape[:-1] (a 0-d value for 1-D inputs)",
     conventions: "log cosh is evaluated without overflow or cancellation (about e^2/2 for small errors, |e| - log 2 \
-for large ones; an error of 1e4 gives 1e4 - log 2 and gradient tanh = 1). y_true and y_pred have the same shape up to \
+for large ones; an error of 1e4 gives 1e4 - log 2 and gradient tanh = 1). Small errors keep full relative accuracy \
+(Keras' own e + softplus(-2e) - log 2 loses it: about 5e-7 relative in float64 when every error is near 1e-5). y_true and y_pred have the same shape up to \
 a trailing axis of size 1 (Keras drops or adds it); the last axis is averaged, so a 1-D input is one sample and its \
 0-d loss is returned unreduced. sample_weight multiplies the per-sample values before the reduction: \
 sum_over_batch_size (= mean) divides by their count, mean_with_sample_weight by sum(sample_weight) (0 when that is 0). \

@@ -14,7 +14,7 @@ use crate::tensor::{Tensor, View};
 
 macro_rules! formula {
     () => {
-        r"\ell_n = \frac1D\sum_{d=1}^{D}\Delta_{n,d}^2,\ \ \Delta_{n,d} = \log\big(\max(\hat y_{n,d},\epsilon)+1\big) - \log\big(\max(y_{n,d},\epsilon)+1\big),\ \epsilon=10^{-7},\qquad \frac{\partial \ell_n}{\partial \hat y_{n,d}} = \frac{2}{D}\,\frac{\Delta_{n,d}}{\hat y_{n,d}+1}\,[\hat y_{n,d}>\epsilon]"
+        r"\ell_n = \frac1D\sum_{d=1}^{D}\Delta_{n,d}^2,\ \ \Delta_{n,d} = \log\big(\max(\hat y_{n,d},\epsilon)+1\big) - \log\big(\max(y_{n,d},\epsilon)+1\big),\ \epsilon=10^{-7},\qquad \frac{\partial \ell_n}{\partial \hat y_{n,d}} = \frac{2}{D}\,\frac{\Delta_{n,d}}{\hat y_{n,d}+1}\,[\hat y_{n,d}>\epsilon]\ \ (\tfrac12 \text{ at } \hat y_{n,d}=\epsilon)"
     };
 }
 
