@@ -36,11 +36,18 @@ pub fn xlogy<T: Float>(x: T, y: T) -> T {
     }
 }
 
-/// `log(cosh(z))` without overflow: `|z| + log1p(exp(-2|z|)) - log 2`.
+/// `log(cosh(z))` without overflow and without cancellation: `log1p(2 sinh(z/2)^2)`
+/// (`cosh z - 1` computed exactly) for `|z| <= 1`, where the result is about `z^2/2`, and
+/// `|z| + log1p(exp(-2|z|)) - log 2` above, where nothing overflows.
 #[inline]
 pub fn log_cosh<T: Float>(z: T) -> T {
     let a = z.abs();
-    a + (-(a + a)).exp().ln_1p() - T::LN_2()
+    if a <= T::one() {
+        let s = (a * T::of(0.5)).sinh();
+        (T::of(2.0) * s * s).ln_1p()
+    } else {
+        a + (-(a + a)).exp().ln_1p() - T::LN_2()
+    }
 }
 
 /// `sign(x)` with `sign(0) = 0` (PyTorch's `sgn`; NaN stays NaN).
@@ -66,6 +73,40 @@ pub fn clip<T: Float>(x: T, lo: T, hi: T) -> (T, bool) {
     } else {
         (x, true)
     }
+}
+
+/// `max(x, bound)` as JAX computes it (`jnp.maximum`: NaN propagates), with the share of the
+/// gradient that reaches `x`: 1 above the bound, 1/2 at a tie (JAX splits it), 0 below and for
+/// NaN.
+#[inline]
+pub fn max_tie<T: Float>(x: T, bound: T) -> (T, T) {
+    if x > bound {
+        (x, T::one())
+    } else if x == bound {
+        (x, T::of(0.5))
+    } else if x < bound {
+        (bound, T::zero())
+    } else {
+        (x, T::zero())
+    }
+}
+
+/// `min(x, bound)` as JAX computes it (`jnp.minimum`), with the share of the gradient that
+/// reaches `x` (see [`max_tie`]).
+#[inline]
+pub fn min_tie<T: Float>(x: T, bound: T) -> (T, T) {
+    let (m, share) = max_tie(-x, -bound);
+    (-m, share)
+}
+
+/// `clip(x, lo, hi)` as JAX computes it (`jnp.clip` = `minimum(maximum(x, lo), hi)`), with the
+/// share of the gradient that reaches `x`: 1 strictly inside, 1/2 at either bound, 0 outside.
+/// (PyTorch's `clamp` passes the whole gradient at the bounds: see [`clip`].)
+#[inline]
+pub fn clip_tie<T: Float>(x: T, lo: T, hi: T) -> (T, T) {
+    let (a, s) = max_tie(x, lo);
+    let (b, t) = min_tie(a, hi);
+    (b, s * t)
 }
 
 #[cfg(test)]
@@ -98,6 +139,46 @@ mod tests {
         }
         // cosh overflows for |z| > ~710; the stable form is |z| - log 2
         assert_eq!(log_cosh(1000.0f64), 1000.0 - std::f64::consts::LN_2);
+        assert_eq!(log_cosh(-1e4f32), 1e4 - std::f32::consts::LN_2);
+        assert!(log_cosh(f64::NAN).is_nan());
+        assert_eq!(log_cosh(f64::INFINITY), f64::INFINITY);
+    }
+
+    #[test]
+    fn log_cosh_small_arguments_keep_relative_accuracy() {
+        // log cosh z = z^2/2 - z^4/12 + z^6/45 - ...: relative accuracy also where the result
+        // is far below one ulp of log 2 (the |z| - log 2 form loses every digit there)
+        for &z in &[1e-10f64, -1e-5, 3e-3] {
+            let series = z * z / 2.0 - z.powi(4) / 12.0 + z.powi(6) / 45.0;
+            assert!((log_cosh(z) / series - 1.0).abs() < 4e-16, "z={z}");
+        }
+        for &z in &[0.1f64, -0.7] {
+            // (cosh z rounds to 1 ulp, so ln(cosh z) itself is only good to ~1e-16 / (z^2/2))
+            assert!((log_cosh(z) / z.cosh().ln() - 1.0).abs() < 5e-14, "z={z}");
+        }
+        for &z in &[1e-4f32, -2e-3, 0.05, 1.0] {
+            let exact = (z as f64).cosh().ln();
+            assert!((log_cosh(z) as f64 / exact - 1.0).abs() < 4.0 * f32::EPSILON as f64, "z={z}");
+        }
+        // both branches agree at the switch
+        let (below, above) = (log_cosh(1.0f64), 1.0 + (-2.0f64).exp().ln_1p() - std::f64::consts::LN_2);
+        assert!((below - above).abs() < 2e-16);
+    }
+
+    #[test]
+    fn jax_tie_rules() {
+        assert_eq!(max_tie(2.0f64, 1.0), (2.0, 1.0));
+        assert_eq!(max_tie(1.0f64, 1.0), (1.0, 0.5));
+        assert_eq!(max_tie(0.0f64, 1.0), (1.0, 0.0));
+        let (v, s) = max_tie(f64::NAN, 1.0);
+        assert!(v.is_nan() && s == 0.0);
+        assert_eq!(min_tie(2.0f32, 1.0), (1.0, 0.0));
+        assert_eq!(min_tie(1.0f32, 1.0), (1.0, 0.5));
+        assert_eq!(clip_tie(0.5f64, 1e-7, 1.0), (0.5, 1.0));
+        assert_eq!(clip_tie(1.0f64, 1e-7, 1.0), (1.0, 0.5));
+        assert_eq!(clip_tie(1e-7f64, 1e-7, 1.0), (1e-7, 0.5));
+        assert_eq!(clip_tie(0.0f64, 1e-7, 1.0), (1e-7, 0.0));
+        assert_eq!(clip_tie(1.5f64, 1e-7, 1.0), (1.0, 0.0));
     }
 
     #[test]

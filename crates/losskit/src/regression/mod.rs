@@ -12,11 +12,21 @@
 
 pub mod huber;
 pub mod l1;
+pub mod log_cosh;
+pub mod mean_absolute_percentage_error;
+pub mod mean_squared_logarithmic_error;
 pub mod mse;
 pub mod smooth_l1;
 
 pub use huber::{huber, huber_grad, HuberOptions};
 pub use l1::{l1, l1_grad, L1Options};
+pub use log_cosh::{log_cosh, log_cosh_grad, LogCoshOptions};
+pub use mean_absolute_percentage_error::{
+    mean_absolute_percentage_error, mean_absolute_percentage_error_grad, MeanAbsolutePercentageErrorOptions,
+};
+pub use mean_squared_logarithmic_error::{
+    mean_squared_logarithmic_error, mean_squared_logarithmic_error_grad, MeanSquaredLogarithmicErrorOptions,
+};
 pub use mse::{mse, mse_grad, MseOptions};
 pub use smooth_l1::{smooth_l1, smooth_l1_grad, SmoothL1Options};
 

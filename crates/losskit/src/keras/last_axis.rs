@@ -1,0 +1,184 @@
+//! The shared kernel of Keras' elementwise losses (`LogCosh`, `MeanAbsolutePercentageError`,
+//! `MeanSquaredLogarithmicError`, `Poisson`, `KLDivergence`, `SquaredHinge`, ...): a term per
+//! element, combined over the last axis into one value per sample, then [`KerasReduce`].
+//!
+//! `y_true` and `y_pred` are first aligned with [`align_pair`] (a trailing axis of size 1
+//! dropped or added); the per-sample loss has the aligned shape without its last axis — a 0-d
+//! value for 1-D inputs, returned unreduced as Keras does. A 0-d input has no last axis and
+//! is an error (Keras raises too). An empty last axis gives NaN under a mean (0/0, as
+//! `jnp.mean`) and 0 under a sum.
+
+use super::{align_pair, KerasReduce};
+use crate::error::{LossError, Result};
+use crate::float::Float;
+use crate::grad::{Backward, Grads};
+use crate::kernels::sum::sum_by;
+use crate::reduction::Reduction;
+use crate::tensor::{numel, Tensor, View};
+
+/// How the terms of one sample are combined over the last axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Combine {
+    /// `ops.mean(..., axis=-1)`.
+    Mean,
+    /// `ops.sum(..., axis=-1)`.
+    Sum,
+}
+
+/// Computes `reduce(sample_weight * combine_d term(y_true[.., d], y_pred[.., d]))` where `term`
+/// returns the element's term and its derivative in `y_pred`; with `backward`, the gradient
+/// with respect to `y_pred` (in `y_pred`'s own shape). `y_true` has no gradient.
+pub(crate) fn last_axis_loss<T: Float>(
+    y_true: &View<'_, T>,
+    y_pred: &View<'_, T>,
+    sample_weight: Option<&View<'_, T>>,
+    reduction: Reduction,
+    combine: Combine,
+    term: impl Fn(T, T) -> (T, T),
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let shape = align_pair(y_true.shape(), y_pred.shape())?;
+    let Some((&d, per_sample)) = shape.split_last() else {
+        return Err(LossError::shape("y_pred", "at least one axis (the loss combines over the last axis)", &shape));
+    };
+    let reducer = KerasReduce::new(reduction, per_sample, sample_weight, None)?;
+    let (yt, yp) = (y_true.data(), y_pred.data());
+    let n = numel(per_sample);
+    // the per-sample combination: 1/D for a mean (NaN for D = 0, as 0/0), 1 for a sum
+    let scale = match combine {
+        Combine::Mean => 1.0 / d as f64,
+        Combine::Sum => 1.0,
+    };
+    let values: Vec<T> = (0..n)
+        .map(|i| {
+            let s = sum_by(d, |k| term(yt[i * d + k], yp[i * d + k]).0.acc());
+            T::from_acc(match combine {
+                Combine::Mean => s / d as f64,
+                Combine::Sum => s,
+            })
+        })
+        .collect();
+    let loss = reducer.reduce(&values);
+    let Some(bw) = backward else {
+        return Ok((loss, Grads::default()));
+    };
+    let (upstream, mut sink) = bw.start();
+    let cot = reducer.backward(&upstream)?;
+    let [g] = sink.slots([("y_pred", y_pred.shape(), true)])?;
+    if let Some(g) = g {
+        for (i, &c) in cot.iter().enumerate() {
+            let c = T::from_acc(c.acc() * scale);
+            for k in i * d..(i + 1) * d {
+                g[k] = c * term(yt[k], yp[k]).1;
+            }
+        }
+    }
+    Ok((loss, sink.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grad::Upstream;
+
+    fn square_err(t: f64, p: f64) -> (f64, f64) {
+        ((p - t) * (p - t), 2.0 * (p - t))
+    }
+
+    fn run(
+        t: &[f64],
+        p: &[f64],
+        ts: &[usize],
+        ps: &[usize],
+        w: Option<(&[f64], &[usize])>,
+        red: Reduction,
+        combine: Combine,
+    ) -> Result<(Tensor<f64>, Grads<f64>)> {
+        let (t, p) = (View::new(t, ts)?, View::new(p, ps)?);
+        let w = w.map(|(w, s)| View::new(w, s)).transpose()?;
+        last_axis_loss(&t, &p, w.as_ref(), red, combine, square_err, Some(Backward::new()))
+    }
+
+    #[test]
+    fn mean_and_sum_over_the_last_axis() {
+        let t = [0.0; 6];
+        let p = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        // per sample: mean [14/3, 77/3], sum [14, 77]
+        let (l, g) = run(&t, &p, &[2, 3], &[2, 3], None, Reduction::None, Combine::Mean).unwrap();
+        assert_eq!(l.shape(), &[2]);
+        assert_eq!(l.data(), &[14.0 / 3.0, 77.0 / 3.0]);
+        let want = [2.0 / 3.0, 4.0 / 3.0, 2.0, 8.0 / 3.0, 10.0 / 3.0, 4.0];
+        for (a, b) in g.get("y_pred").unwrap().data().iter().zip(want) {
+            assert!((a - b).abs() < 1e-15);
+        }
+        let (l, g) = run(&t, &p, &[2, 3], &[2, 3], None, Reduction::SumOverBatchSize, Combine::Sum).unwrap();
+        assert_eq!(l.item(), Some(91.0 / 2.0));
+        assert_eq!(g.get("y_pred").unwrap().data()[5], 6.0);
+    }
+
+    #[test]
+    fn one_dimensional_input_is_one_sample_returned_unreduced() {
+        let (l, g) = run(&[0.0, 0.0], &[1.0, 3.0], &[2], &[2], None, Reduction::Sum, Combine::Mean).unwrap();
+        assert_eq!(l.shape(), &[] as &[usize]);
+        assert_eq!(l.item(), Some(5.0));
+        assert_eq!(g.get("y_pred").unwrap().data(), &[1.0, 3.0]);
+    }
+
+    #[test]
+    fn trailing_unit_axis_is_aligned_and_the_gradient_keeps_y_pred_shape() {
+        // y_true (2,), y_pred (2, 1): one value per sample, gradient (2, 1)
+        let (l, g) = run(&[0.0, 0.0], &[1.0, 3.0], &[2], &[2, 1], None, Reduction::None, Combine::Mean).unwrap();
+        assert_eq!(l.data(), &[1.0, 9.0]);
+        assert_eq!(g.get("y_pred").unwrap().shape(), &[2, 1]);
+        // y_true (2, 1), y_pred (2,)
+        let (l, g) = run(&[0.0, 0.0], &[1.0, 3.0], &[2, 1], &[2], None, Reduction::None, Combine::Mean).unwrap();
+        assert_eq!(l.data(), &[1.0, 9.0]);
+        assert_eq!(g.get("y_pred").unwrap().shape(), &[2]);
+    }
+
+    #[test]
+    fn sample_weight_and_upstream() {
+        let t = [0.0; 4];
+        let p = [1.0, 1.0, 2.0, 2.0];
+        let w = [1.0, 3.0];
+        let (l, g) =
+            run(&t, &p, &[2, 2], &[2, 2], Some((&w, &[2, 1])), Reduction::MeanWithSampleWeight, Combine::Mean).unwrap();
+        // (1*1 + 3*4) / 4
+        assert_eq!(l.item(), Some(13.0 / 4.0));
+        // d/dŷ: w / sum(w) * 2 (ŷ - y) / D
+        assert_eq!(g.get("y_pred").unwrap().data(), &[0.25, 0.25, 1.5, 1.5]);
+        let (tv, pv, wv) =
+            (View::new(&t[..], &[2, 2]).unwrap(), View::new(&p[..], &[2, 2]).unwrap(), View::vector(&w[..]));
+        let up = [2.0, -1.0];
+        let bw = Backward::new().upstream(Upstream::Array(View::vector(&up[..])));
+        let (l, g) = last_axis_loss(&tv, &pv, Some(&wv), Reduction::None, Combine::Mean, square_err, Some(bw)).unwrap();
+        assert_eq!(l.data(), &[1.0, 12.0]);
+        assert_eq!(g.get("y_pred").unwrap().data(), &[2.0, 2.0, -6.0, -6.0]);
+    }
+
+    #[test]
+    fn empty_axes() {
+        // empty batch: per-sample shape (0,) is returned as is
+        let (l, g) = run(&[], &[], &[0, 3], &[0, 3], None, Reduction::SumOverBatchSize, Combine::Mean).unwrap();
+        assert_eq!(l.shape(), &[0]);
+        assert_eq!(g.get("y_pred").unwrap().shape(), &[0, 3]);
+        // empty last axis: mean is NaN, sum is 0
+        let (l, _) = run(&[], &[], &[3, 0], &[3, 0], None, Reduction::SumOverBatchSize, Combine::Mean).unwrap();
+        assert!(l.item().unwrap().is_nan());
+        let (l, _) = run(&[], &[], &[3, 0], &[3, 0], None, Reduction::SumOverBatchSize, Combine::Sum).unwrap();
+        assert_eq!(l.item(), Some(0.0));
+    }
+
+    #[test]
+    fn errors() {
+        let e = run(&[1.0], &[1.0], &[], &[], None, Reduction::Sum, Combine::Mean).unwrap_err();
+        assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "y_pred"), "{e}");
+        let e = run(&[1.0; 6], &[1.0; 6], &[2, 3], &[3, 2], None, Reduction::Sum, Combine::Mean).unwrap_err();
+        assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "y_true"), "{e}");
+        let e = run(&[1.0; 6], &[1.0; 6], &[2, 3], &[2, 3], Some((&[1.0; 3], &[3])), Reduction::Sum, Combine::Mean)
+            .unwrap_err();
+        assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "sample_weight"), "{e}");
+        let e = run(&[1.0; 6], &[1.0; 6], &[2, 3], &[2, 3], None, Reduction::BatchMean, Combine::Mean).unwrap_err();
+        assert!(matches!(e, LossError::InvalidOption { ref option, .. } if option == "reduction"), "{e}");
+    }
+}

@@ -1,0 +1,168 @@
+//! `poisson`: Poisson loss `ŷ - y log(ŷ + eps)`, averaged over the last axis (Keras `Poisson`).
+
+use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
+use crate::catalog::spec::build::{arg, KERAS_REDUCTION, KERAS_SAMPLE_WEIGHT};
+use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec};
+use crate::error::Result;
+use crate::float::Float;
+use crate::grad::{Backward, Grads};
+use crate::keras::{last_axis_loss, Combine};
+use crate::reduction::Reduction;
+use crate::tensor::{Tensor, View};
+
+macro_rules! formula {
+    () => {
+        r"\ell_n = \frac1D\sum_{d=1}^{D}\big(\hat y_{n,d} - y_{n,d}\log(\hat y_{n,d}+\epsilon)\big),\ \epsilon=10^{-7},\qquad \frac{\partial \ell_n}{\partial \hat y_{n,d}} = \frac1D\Big(1 - \frac{y_{n,d}}{\hat y_{n,d}+\epsilon}\Big)"
+    };
+}
+
+pub(crate) const SPEC: LossSpec = LossSpec {
+    id: "poisson",
+    family: Family::Probabilistic,
+    summary: "Poisson negative log-likelihood without its log(y!) term, y_pred - y_true*log(y_pred + 1e-7) for a \
+predicted rate, averaged over the last axis into one value per sample, then reduced Keras-style.",
+    formula: formula!(),
+    reference: "keras.losses.Poisson",
+    reference_call: "keras.losses.Poisson(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)",
+    reduction_default: "sum_over_batch_size",
+    none_shape: "y_pred.shape[:-1] (a 0-d value for 1-D inputs)",
+    conventions: "y_pred is the rate itself (not its log). Nothing is clipped: 1e-7 (in the computation dtype) is \
+added inside the log only, so y_pred = 0 costs -y_true*log(1e-7) (about 16.118*y_true) and y_pred < -1e-7 gives NaN \
+(even where y_true = 0: 0*log of a negative number). The log(y!) term is left out. y_true and y_pred have the same \
+shape up to a trailing axis of size 1; the last axis is averaged, so a 1-D input is one sample and its 0-d loss is \
+returned unreduced. sample_weight multiplies the per-sample values; sum_over_batch_size (= mean) divides by their \
+count, mean_with_sample_weight by sum(sample_weight) (0 when that is 0). Only y_pred has a gradient.",
+    errata: "The post's poisson is mean(ŷ - log(ŷ)): the target is missing (it should be ŷ - y log(ŷ + eps)), so \
+the loss does not depend on y at all, and there is no eps.",
+    args: &[
+        arg("y_true", "(N, ..., D)", F, false, false, "counts >= 0 (not checked)"),
+        arg("y_pred", "(N, ..., D), the shape of y_true (up to a trailing 1)", F, true, false, "rate > -1e-7"),
+        KERAS_SAMPLE_WEIGHT,
+    ],
+    options: &[KERAS_REDUCTION],
+};
+
+pub(crate) const ENTRY: Entry = entry!(SPEC, eval);
+
+/// Options of [`poisson`](fn@poisson).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoissonOptions {
+    /// `sum_over_batch_size` (default), `sum`, `mean`, `mean_with_sample_weight` or `none`.
+    pub reduction: Reduction,
+}
+
+impl Default for PoissonOptions {
+    fn default() -> Self {
+        PoissonOptions { reduction: Reduction::SumOverBatchSize }
+    }
+}
+
+/// Poisson loss of a predicted rate, averaged over the last axis per sample and reduced as
+/// Keras does.
+///
+#[doc = concat!("$$", formula!(), "$$")]
+///
+/// # Reference
+/// `keras.losses.Poisson(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.
+///
+/// # Conventions
+/// - `y_pred` is a rate; `1e-7` is added inside the log only (no clipping): a zero rate is
+///   finite, a rate below `-1e-7` gives NaN.
+/// - The per-sample loss has shape `y_pred.shape[:-1]`; a 1-D input is one sample, whose 0-d
+///   loss is returned unreduced. `y_true` may have one trailing axis of size 1 more or fewer.
+/// - `sample_weight` broadcasts against the per-sample loss (e.g. `(N,)` or `(N, 1)`).
+///
+/// # Errors
+/// [`LossError::Shape`](crate::LossError::Shape) when `y_true` and `y_pred` differ in shape
+/// (beyond a trailing axis of size 1), when they are 0-d, or when `sample_weight` does not
+/// broadcast against the per-sample loss; [`LossError::InvalidOption`](crate::LossError::InvalidOption)
+/// for a reduction Keras does not have.
+///
+/// # Example
+/// ```
+/// use losskit::{poisson, PoissonOptions, View};
+/// let y_true = [0.0f64, 2.0];
+/// let y_pred = [1.0f64, 1.0 - 1e-7];
+/// let loss = poisson(View::from(&y_true[..]), View::from(&y_pred[..]), None, &PoissonOptions::default())?;
+/// // one sample: (1 - 0) and (1 - 1e-7 - 2 log 1), averaged: 1 - 0.5e-7
+/// assert!((loss.item().unwrap() - (1.0 - 0.5e-7)).abs() < 1e-15);
+/// # Ok::<(), losskit::LossError>(())
+/// ```
+pub fn poisson<T: Float>(
+    y_true: View<'_, T>,
+    y_pred: View<'_, T>,
+    sample_weight: Option<View<'_, T>>,
+    options: &PoissonOptions,
+) -> Result<Tensor<T>> {
+    run(&y_true, &y_pred, sample_weight.as_ref(), options, None).map(|(l, _)| l)
+}
+
+/// [`poisson`](fn@poisson) and its gradient with respect to `y_pred`.
+///
+/// # Example
+/// ```
+/// use losskit::{poisson_grad, Backward, PoissonOptions, View};
+/// let (t, p) = ([3.0f64, 0.0], [2.0f64 - 1e-7, 5.0]);
+/// let (_, grads) = poisson_grad(View::from(&t[..]), View::from(&p[..]), None, &PoissonOptions::default(), Backward::new())?;
+/// // (1 - y / (ŷ + 1e-7)) / D with D = 2: [(1 - 3/2) / 2, 1 / 2]
+/// let g = grads.get("y_pred").unwrap().data();
+/// assert!((g[0] + 0.25).abs() < 1e-15 && g[1] == 0.5);
+/// # Ok::<(), losskit::LossError>(())
+/// ```
+pub fn poisson_grad<T: Float>(
+    y_true: View<'_, T>,
+    y_pred: View<'_, T>,
+    sample_weight: Option<View<'_, T>>,
+    options: &PoissonOptions,
+    backward: Backward<'_, '_, T>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    run(&y_true, &y_pred, sample_weight.as_ref(), options, Some(backward))
+}
+
+fn run<T: Float>(
+    y_true: &View<'_, T>,
+    y_pred: &View<'_, T>,
+    sample_weight: Option<&View<'_, T>>,
+    options: &PoissonOptions,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let eps = T::of(1e-7);
+    let term = |t: T, p: T| {
+        let q = p + eps;
+        (p - t * q.ln(), T::one() - t / q)
+    };
+    last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
+}
+
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let options = PoissonOptions { reduction: opts.reduction()? };
+    let sample_weight = args.opt_float("sample_weight")?;
+    run(&args.float("y_true")?, &args.float("y_pred")?, sample_weight.as_ref(), &options, backward)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_negative_rates() {
+        // Keras, reduction none: y_true [[0, 2, 1]], y_pred [[0, 0, -1]] -> NaN (the -1);
+        // gradient [1/3, (1 - 2e7)/3, (1 - 1/(-1 + 1e-7))/3]
+        let (t, p) = ([0.0f64, 2.0, 1.0], [0.0f64, 0.0, -1.0]);
+        let opts = PoissonOptions { reduction: Reduction::None };
+        let (tv, pv) = (View::new(&t, &[1, 3]).unwrap(), View::new(&p, &[1, 3]).unwrap());
+        let (l, g) = poisson_grad(tv, pv, None, &opts, Backward::new()).unwrap();
+        assert!(l.data()[0].is_nan());
+        let g = g.get("y_pred").unwrap().data();
+        assert!((g[0] - 1.0 / 3.0).abs() < 1e-16);
+        assert!((g[1] / -6.666666333333334e6 - 1.0).abs() < 1e-15);
+        assert!((g[2] - 6.666667000000033e-01).abs() < 1e-15);
+        // without the negative rate: a zero rate costs -y log(1e-7)
+        let l = poisson(View::from(&t[..2]), View::from(&p[..2]), None, &opts).unwrap();
+        assert!((l.item().unwrap() - (-2.0 * 1e-7f64.ln()) / 2.0).abs() < 1e-14);
+    }
+}
