@@ -24,4 +24,8 @@ static REGISTRY: &[Entry] = &[
     crate::regression::l1::ENTRY,
     crate::regression::huber::ENTRY,
     crate::regression::smooth_l1::ENTRY,
+    crate::classification::log_softmax::ENTRY,
+    crate::classification::cross_entropy::ENTRY,
+    crate::classification::nll::ENTRY,
+    crate::margin::multiclass_hinge::ENTRY,
 ];
