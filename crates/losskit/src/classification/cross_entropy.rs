@@ -11,7 +11,7 @@ use crate::grad::{Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
 use crate::kernels::sum::sum_by;
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
-use crate::tensor::{numel, same_shape, Tensor, View};
+use crate::tensor::{fmt_shape, numel, Tensor, View};
 
 macro_rules! formula {
     () => {
@@ -198,7 +198,10 @@ fn run<T: Float>(
     let reduction = options.reduction.check(TORCH_REDUCTIONS)?;
     let ls = options.label_smoothing;
     if ls > 1.0 {
-        return Err(LossError::option("label_smoothing", format!("must be at most 1 (values <= 0 mean none), got {ls}")));
+        return Err(LossError::option(
+            "label_smoothing",
+            format!("must be at most 1 (values <= 0 mean none), got {ls}"),
+        ));
     }
     match target {
         CrossEntropyTarget::Indices(t) => indices(input, t, weight, options.ignore_index, reduction, ls, backward),
@@ -283,7 +286,13 @@ fn probabilities<T: Float>(
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let shape = input.shape();
     let rows = ClassRows::new(shape)?;
-    same_shape("target", target.shape(), "input (float targets are class probabilities)", shape)?;
+    if target.shape() != shape {
+        return Err(LossError::shape(
+            "target",
+            format!("{}: float targets are class probabilities, shaped like `input`", fmt_shape(shape)),
+            target.shape(),
+        ));
+    }
     let layout = rows.layout;
     let classes = layout.len;
     let w = class_weight(weight, classes)?;
@@ -330,7 +339,11 @@ fn probabilities<T: Float>(
     Ok((reduce(values, &rows.out_shape, reduction, Some(denominator)), sink.finish()))
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let options = CrossEntropyOptions {
         ignore_index: opts.int("ignore_index").unwrap_or(-100),
         reduction: opts.reduction()?,
@@ -346,13 +359,19 @@ fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backwa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grad::Upstream;
+    use crate::grad::{GradsMut, Upstream};
 
     fn opts(reduction: Reduction, label_smoothing: f64) -> CrossEntropyOptions {
         CrossEntropyOptions { reduction, label_smoothing, ..Default::default() }
     }
 
-    fn ce_idx(x: &[f64], shape: &[usize], t: &[i64], w: Option<&[f64]>, o: &CrossEntropyOptions) -> Result<(Tensor<f64>, Grads<f64>)> {
+    fn ce_idx(
+        x: &[f64],
+        shape: &[usize],
+        t: &[i64],
+        w: Option<&[f64]>,
+        o: &CrossEntropyOptions,
+    ) -> Result<(Tensor<f64>, Grads<f64>)> {
         let ts = if shape.len() == 1 { vec![] } else { [&shape[..1], &shape[2..]].concat() };
         cross_entropy_grad(
             View::new(x, shape)?,
@@ -496,6 +515,39 @@ mod tests {
     }
 
     #[test]
+    fn caller_buffers_and_upstream_shape() {
+        let x = [0.3, -1.2, 2.0, 0.7, 0.0, 1.5];
+        let y = [0.2, 0.5, 0.3, 1.0, 0.0, 0.0];
+        let target = || CrossEntropyTarget::Probabilities(View::new(&y, &[2, 3]).unwrap());
+        let o = opts(Reduction::Sum, 0.1);
+        let (_, all) =
+            cross_entropy_grad(View::new(&x, &[2, 3]).unwrap(), target(), None, &o, Backward::new()).unwrap();
+        // only the target's gradient, into a caller buffer
+        let mut gy = [f64::NAN; 6];
+        let (_, none) = cross_entropy_grad(
+            View::new(&x, &[2, 3]).unwrap(),
+            target(),
+            None,
+            &o,
+            Backward::new().into_buffers(GradsMut::new().with("target", &mut gy)),
+        )
+        .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(&gy[..], all.get("target").unwrap().data());
+        // an upstream that does not have the loss's shape
+        let up = [1.0, 2.0, 3.0];
+        let e = cross_entropy_grad(
+            View::new(&x, &[2, 3]).unwrap(),
+            target(),
+            None,
+            &opts(Reduction::None, 0.0),
+            Backward::new().upstream(Upstream::Array(View::vector(&up))),
+        )
+        .unwrap_err();
+        assert!(matches!(e, LossError::Upstream { .. }));
+    }
+
+    #[test]
     fn errors() {
         let x = [0.0; 6];
         let o = CrossEntropyOptions::default();
@@ -509,7 +561,12 @@ mod tests {
         assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "weight"));
         let p = [0.0; 6];
         let prob = |shape: &[usize], o: &CrossEntropyOptions| {
-            cross_entropy(View::new(&x, &[2, 3]).unwrap(), CrossEntropyTarget::Probabilities(View::new(&p, shape).unwrap()), None, o)
+            cross_entropy(
+                View::new(&x, &[2, 3]).unwrap(),
+                CrossEntropyTarget::Probabilities(View::new(&p, shape).unwrap()),
+                None,
+                o,
+            )
         };
         let e = prob(&[3, 2], &o).unwrap_err();
         assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "target"));

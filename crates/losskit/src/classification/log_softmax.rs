@@ -22,8 +22,8 @@ const DIM: OptionSpec = OptionSpec {
         "dim",
         OptKind::Int,
         OptDefault::None,
-        "required: the dimension to normalise along (negative counts from the end); PyTorch's implicit choice \
-when it is None is deprecated and not part of the contract",
+        "the dimension to normalise along; negative values count from the end. PyTorch's dim=None (a deprecated \
+implicit choice) is not part of the contract",
     )
 };
 
@@ -130,6 +130,12 @@ fn run<T: Float>(
     let shape = input.shape();
     // a 0-d input is one slice of one element (PyTorch accepts dim 0 and -1 there)
     let rows_shape: &[usize] = if shape.is_empty() { &[1] } else { shape };
+    if shape.is_empty() && !(-1..=0).contains(&options.dim) {
+        return Err(LossError::option(
+            "dim",
+            format!("{} is out of range for a 0-d input (valid: 0 or -1)", options.dim),
+        ));
+    }
     let axis = resolve_axis("dim", options.dim, rows_shape.len())?;
     let layout = AxisLayout::new(rows_shape, axis);
     let x = input.data();
@@ -152,7 +158,11 @@ fn run<T: Float>(
     Ok((Tensor::from_parts(out, shape.to_vec()), sink.finish()))
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let dim = opts.int("dim").ok_or_else(|| {
         LossError::option("dim", "is required by `log_softmax` (e.g. dim=1 or dim=-1); None is not accepted")
     })?;

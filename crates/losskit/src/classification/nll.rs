@@ -36,7 +36,14 @@ NaN and the gradient is 0. The weight is a constant: it gets no gradient.",
 averaging. The reference picks the target class's entry of the log-probabilities, -w[y] x[y], and by default \
 divides by the total weight of the targets that are not ignored.",
     args: &[
-        arg("input", "(C) or (N, C) or (N, C, d1, ..., dK)", ArgKind::Float, true, false, "log-probabilities expected; any finite values accepted"),
+        arg(
+            "input",
+            "(C) or (N, C) or (N, C, d1, ..., dK)",
+            ArgKind::Float,
+            true,
+            false,
+            "log-probabilities expected; any finite values accepted",
+        ),
         arg("target", "() or (N) or (N, d1, ..., dK)", ArgKind::Int, false, false, "in [0, C) or == ignore_index"),
         arg("weight", "(C)", ArgKind::Float, false, true, "finite, one weight per class"),
     ],
@@ -168,7 +175,11 @@ fn run<T: Float>(
     Ok((loss, sink.finish()))
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let options = NllOptions { ignore_index: opts.int("ignore_index").unwrap_or(-100), reduction: opts.reduction()? };
     run(&args.float("input")?, &args.int("target")?, args.opt_float("weight")?.as_ref(), &options, backward)
 }
@@ -194,9 +205,14 @@ mod tests {
         let x = [0.1f64, 0.2, 0.3, 0.4];
         let t = [-100i64, -100];
         let w = [0.0f64, 1.0];
-        let (loss, g) =
-            nll_grad(View::new(&x, &[2, 2]).unwrap(), View::from(&t[..]), Some(View::from(&w[..])), &NllOptions::default(), Backward::new())
-                .unwrap();
+        let (loss, g) = nll_grad(
+            View::new(&x, &[2, 2]).unwrap(),
+            View::from(&t[..]),
+            Some(View::from(&w[..])),
+            &NllOptions::default(),
+            Backward::new(),
+        )
+        .unwrap();
         assert!(loss.item().unwrap().is_nan());
         assert_eq!(g.get("input").unwrap().data(), &[0.0; 4]);
         let opts = NllOptions { reduction: Reduction::Sum, ..Default::default() };

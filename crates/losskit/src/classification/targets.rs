@@ -72,9 +72,12 @@ pub(crate) struct IndexTargets<'a, T> {
 }
 
 impl<'a, T: Float> IndexTargets<'a, T> {
-    /// Checks `target` against an input of shape `input_shape`: shape `()` (or `(1)`, as
-    /// PyTorch also accepts) for a `(C)` input, `(N, d1, ..., dK)` for `(N, C, d1, ..., dK)`;
-    /// every value in `[0, C)` or equal to `ignore_index`; `weight` of shape `(C)`.
+    /// Checks `target` against an input of shape `input_shape`: shape `()` for a `(C)` input,
+    /// `(N, d1, ..., dK)` for `(N, C, d1, ..., dK)`; every value in `[0, C)` or equal to
+    /// `ignore_index`; `weight` of shape `(C)`.
+    ///
+    /// (PyTorch's forward also takes a `(1)` target for a `(C)` input, but its backward and its
+    /// label smoothing then fail; the contract keeps to `()`.)
     pub(crate) fn new(
         input_shape: &[usize],
         target: &'a View<'_, i64>,
@@ -83,7 +86,7 @@ impl<'a, T: Float> IndexTargets<'a, T> {
     ) -> Result<Self> {
         let rows = ClassRows::new(input_shape)?;
         let ts = target.shape();
-        let fits = if input_shape.len() == 1 { ts.is_empty() || ts == [1] } else { ts == rows.out_shape.as_slice() };
+        let fits = ts == rows.out_shape.as_slice();
         if !fits {
             let expected = if input_shape.len() == 1 {
                 "() (a single class index) for an unbatched (C) input".to_string()
@@ -200,9 +203,10 @@ mod tests {
         let w = View::from_vec(vec![1.0f64; 4], &[4]).unwrap();
         let e = IndexTargets::new(&[2, 3], &t, Some(&w), -100).unwrap_err();
         assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "weight"));
-        // an unbatched input takes a 0-d (or one-element) target
+        // an unbatched input takes a 0-d target
         let t0 = View::from_vec(vec![1i64], &[]).unwrap();
         assert!(IndexTargets::<f64>::new(&[3], &t0, None, -100).is_ok());
-        assert!(IndexTargets::<f64>::new(&[3], &t, None, -100).is_err());
+        let t1 = View::from_vec(vec![1i64], &[1]).unwrap();
+        assert!(IndexTargets::<f64>::new(&[3], &t1, None, -100).is_err());
     }
 }

@@ -169,7 +169,7 @@ mod tests {
         let shape = [2, 3, 4, 5];
         let l = AxisLayout::new(&shape, 1);
         assert_eq!((l.outer, l.len, l.inner), (2, 3, 20));
-        let mut seen = vec![0u8; 120];
+        let mut seen = [0u8; 120];
         for r in 0..l.rows() {
             for c in 0..l.len {
                 seen[l.at(r, c)] += 1;

@@ -21,13 +21,15 @@ macro_rules! formula {
 pub(crate) const SPEC: LossSpec = LossSpec {
     id: "multiclass_hinge",
     family: Family::Margin,
-    summary: "Crammer-Singer multiclass hinge: the largest margin violation 1 + s_c - s_y over the wrong classes, or 0.",
+    summary:
+        "Crammer-Singer multiclass hinge: the largest margin violation 1 + s_c - s_y over the wrong classes, or 0.",
     formula: formula!(),
     reference: "optax.losses.multiclass_hinge_loss",
     reference_call: "optax.losses.multiclass_hinge_loss(scores, labels)",
     reduction_default: "none",
     none_shape: "scores.shape[:-1] (= labels.shape)",
-    conventions: "The class axis is the LAST axis of scores; every leading axis is a batch axis, and labels has exactly \
+    conventions:
+        "The class axis is the LAST axis of scores; every leading axis is a batch axis, and labels has exactly \
 the leading shape. No reduction. Labels must lie in [0, C): the reference one-hot encodes an out-of-range label into \
 an all-zero row and silently returns max_c(s_c) + 1; here it is an error. The gradient of the maximum is split \
 equally between the classes that attain it (JAX's rule), so at a tie between the true class and a violating class \
@@ -158,7 +160,11 @@ fn run<T: Float>(
     Ok((loss, sink.finish()))
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, _opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    _opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     run(&args.float("scores")?, &args.int("labels")?, backward)
 }
 
@@ -172,17 +178,28 @@ mod tests {
         // scores [1, 2, 0.5], y = 1: s + 1 - onehot = [2, 2, 1.5], class 0 ties with the true
         // class: the loss is 0 but the maximum's gradient is split between them
         let s = [1.0f64, 2.0, 0.5];
-        let (l, g) = multiclass_hinge_grad(View::new(&s, &[1, 3]).unwrap(), View::from(&[1i64][..]), Backward::new()).unwrap();
+        let (l, g) =
+            multiclass_hinge_grad(View::new(&s, &[1, 3]).unwrap(), View::from(&[1i64][..]), Backward::new()).unwrap();
         assert_eq!(l.data(), &[0.0]);
         assert_eq!(g.get("scores").unwrap().data(), &[0.5, -0.5, 0.0]);
         // two violating classes tie: each gets 1/2
         let s = [3.0f64, 1.0, 3.0];
-        let (l, g) = multiclass_hinge_grad(View::new(&s, &[3]).unwrap(), View::from_vec(vec![1i64], &[]).unwrap(), Backward::new()).unwrap();
+        let (l, g) = multiclass_hinge_grad(
+            View::new(&s, &[3]).unwrap(),
+            View::from_vec(vec![1i64], &[]).unwrap(),
+            Backward::new(),
+        )
+        .unwrap();
         assert_eq!((l.shape(), l.data()), (&[][..], &[3.0][..]));
         assert_eq!(g.get("scores").unwrap().data(), &[0.5, -1.0, 0.5]);
         // the true class alone at the maximum: zero loss and gradient
         let s = [0.0f64, 5.0, 1.0];
-        let (l, g) = multiclass_hinge_grad(View::new(&s, &[3]).unwrap(), View::from_vec(vec![1i64], &[]).unwrap(), Backward::new()).unwrap();
+        let (l, g) = multiclass_hinge_grad(
+            View::new(&s, &[3]).unwrap(),
+            View::from_vec(vec![1i64], &[]).unwrap(),
+            Backward::new(),
+        )
+        .unwrap();
         assert_eq!(l.data(), &[0.0]);
         assert!(g.get("scores").unwrap().data().iter().all(|&v| v == 0.0));
     }
@@ -211,7 +228,8 @@ mod tests {
         assert!(matches!(e, LossError::IndexOutOfRange { ref arg, index: 3, position: 1, .. } if arg == "labels"));
         let e = multiclass_hinge(View::new(&s, &[2, 3]).unwrap(), View::from(&[0i64, 1, 2][..])).unwrap_err();
         assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "labels"));
-        let e = multiclass_hinge(View::new(&s[..1], &[]).unwrap(), View::from_vec(vec![0i64], &[]).unwrap()).unwrap_err();
+        let e =
+            multiclass_hinge(View::new(&s[..1], &[]).unwrap(), View::from_vec(vec![0i64], &[]).unwrap()).unwrap_err();
         assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "scores"));
     }
 }
