@@ -29,9 +29,13 @@ static REGISTRY: &[Entry] = &[
     crate::regression::mean_squared_logarithmic_error::ENTRY,
     crate::probabilistic::poisson::ENTRY,
     crate::probabilistic::kl_divergence::ENTRY,
+    crate::classification::log_softmax::ENTRY,
+    crate::classification::cross_entropy::ENTRY,
+    crate::classification::nll::ENTRY,
     crate::classification::binary_cross_entropy::ENTRY,
     crate::classification::binary_cross_entropy_with_logits::ENTRY,
     crate::margin::squared_hinge::ENTRY,
+    crate::margin::multiclass_hinge::ENTRY,
     crate::margin::margin_ranking::ENTRY,
     crate::embedding::triplet_margin::ENTRY,
 ];

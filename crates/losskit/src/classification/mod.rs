@@ -1,17 +1,31 @@
 //! Classification losses (and `log_softmax`, their building block).
 //!
-//! | id | reference | per element | default reduction |
+//! | id | reference | per element or sample | default reduction |
 //! |---|---|---|---|
+//! | [`log_softmax`](fn@log_softmax) | `torch.nn.functional.log_softmax` | `x - logsumexp(x)` along `dim` (not a loss) | none |
+//! | [`cross_entropy`](fn@cross_entropy) | `torch.nn.functional.cross_entropy` | `-w[y] log softmax(x)[y]` (class dim 1), or `-sum_c w_c y_c log softmax(x)_c`; label smoothing | mean (indices: `/ sum w[y]` over non-ignored targets; probabilities: `/ N d1..dK`) |
+//! | [`nll`](fn@nll) | `torch.nn.functional.nll_loss` | `-w[y] x[y]` (class dim 1) | mean (`/ sum w[y]` over non-ignored targets) |
 //! | [`binary_cross_entropy`](fn@binary_cross_entropy) | `torch.nn.functional.binary_cross_entropy` | `-w [y max(log x, -100) + (1 - y) max(log(1 - x), -100)]` | mean (`/ n`, even with weight) |
 //! | [`binary_cross_entropy_with_logits`](fn@binary_cross_entropy_with_logits) | `torch.nn.functional.binary_cross_entropy_with_logits` | `-w [p y log σ(x) + (1 - y) log σ(-x)]` | mean (`/ n`, even with weights) |
+//!
+//! The PyTorch losses with class-index targets (`cross_entropy`, `nll`) share one set of rules
+//! for the class dimension, target shapes, `ignore_index`, class weights and the weighted
+//! mean (a private module, `targets`); the elementwise binary losses share `TorchElementwise`.
 
 pub mod binary_cross_entropy;
 pub mod binary_cross_entropy_with_logits;
+pub mod cross_entropy;
+pub mod log_softmax;
+pub mod nll;
+mod targets;
 
 pub use binary_cross_entropy::{binary_cross_entropy, binary_cross_entropy_grad, BinaryCrossEntropyOptions};
 pub use binary_cross_entropy_with_logits::{
     binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_grad, BinaryCrossEntropyWithLogitsOptions,
 };
+pub use cross_entropy::{cross_entropy, cross_entropy_grad, CrossEntropyOptions, CrossEntropyTarget};
+pub use log_softmax::{log_softmax, log_softmax_grad, LogSoftmaxOptions};
+pub use nll::{nll, nll_grad, NllOptions};
 
 use std::borrow::Cow;
 

@@ -94,6 +94,72 @@ pub fn log_softmax_row<T: Float>(row: &mut [T]) {
     }
 }
 
+/// The vector-Jacobian product of log-softmax on one row, in place: given the row's
+/// log-softmax `logp` and the gradient `g` with respect to it, `g` becomes
+/// `g_i - exp(logp_i) * sum_j g_j`, the gradient with respect to the logits.
+///
+/// An entry with `logp_i = -inf` (a `-inf` logit) keeps `g_i`; a row whose log-softmax is NaN
+/// (all `-inf`, or a `+inf` logit) gives NaN everywhere, even where `g` is zero, as in PyTorch.
+#[inline]
+pub fn log_softmax_vjp_row<T: Float>(logp: &[T], g: &mut [T]) {
+    let s = T::from_acc(crate::kernels::sum::sum_by(g.len(), |c| g[c].acc()));
+    for (gi, &lp) in g.iter_mut().zip(logp) {
+        *gi -= lp.exp() * s;
+    }
+}
+
+/// Visits every row of `x` (laid out as `layout`) as its log-softmax, with an optional
+/// backward pass: `f(r, logp, g)` sees row `r`'s log-softmax and, when `gx` is given, a
+/// zeroed buffer `g` to fill with the gradient with respect to `logp`; the driver then applies
+/// [`log_softmax_vjp_row`] and writes the gradient with respect to the logits into row `r` of
+/// `gx`. One log-sum-exp per row; nothing of the size of `x` is allocated.
+pub fn log_softmax_rows<T: Float>(
+    layout: &AxisLayout,
+    x: &[T],
+    mut gx: Option<&mut [T]>,
+    mut f: impl FnMut(usize, &[T], Option<&mut [T]>),
+) {
+    let mut row = vec![T::zero(); layout.len];
+    let mut g = vec![T::zero(); if gx.is_some() { layout.len } else { 0 }];
+    for r in 0..layout.rows() {
+        layout.gather(x, r, &mut row);
+        log_softmax_row(&mut row);
+        match gx.as_deref_mut() {
+            Some(gx) => {
+                g.fill(T::zero());
+                f(r, &row, Some(&mut g));
+                log_softmax_vjp_row(&row, &mut g);
+                layout.scatter(&g, r, gx);
+            }
+            None => f(r, &row, None),
+        }
+    }
+}
+
+/// The maximum of `f(0), ..., f(n - 1)` and how many entries attain it exactly.
+///
+/// JAX differentiates a maximum by splitting the gradient equally among the entries that
+/// attain it; the count is that divisor. A NaN entry makes the maximum NaN with a count of 0;
+/// an empty row gives `(-inf, 0)`.
+#[inline]
+pub fn max_with_ties(n: usize, f: impl Fn(usize) -> f64) -> (f64, usize) {
+    let mut m = f64::NEG_INFINITY;
+    let mut count = 0usize;
+    for c in 0..n {
+        let v = f(c);
+        if v.is_nan() {
+            return (f64::NAN, 0);
+        }
+        if v > m {
+            m = v;
+            count = 1;
+        } else if v == m {
+            count += 1;
+        }
+    }
+    (m, count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +169,7 @@ mod tests {
         let shape = [2, 3, 4, 5];
         let l = AxisLayout::new(&shape, 1);
         assert_eq!((l.outer, l.len, l.inner), (2, 3, 20));
-        let mut seen = vec![0u8; 120];
+        let mut seen = [0u8; 120];
         for r in 0..l.rows() {
             for c in 0..l.len {
                 seen[l.at(r, c)] += 1;
@@ -121,5 +187,42 @@ mod tests {
         let mut all_neg_inf = [f64::NEG_INFINITY; 2];
         log_softmax_row(&mut all_neg_inf);
         assert!(all_neg_inf[0].is_nan());
+    }
+
+    #[test]
+    fn log_softmax_vjp_matches_finite_differences() {
+        let x = [0.3f64, -1.2, 2.0, 0.0];
+        let g = [1.0f64, -2.0, 0.5, 3.0];
+        let mut lp = x;
+        log_softmax_row(&mut lp);
+        let mut vjp = g;
+        log_softmax_vjp_row(&lp, &mut vjp);
+        let f = |x: &[f64]| {
+            let mut l = x.to_vec();
+            log_softmax_row(&mut l);
+            l.iter().zip(&g).map(|(a, b)| a * b).sum::<f64>()
+        };
+        for i in 0..4 {
+            let (mut a, mut b) = (x, x);
+            a[i] += 1e-6;
+            b[i] -= 1e-6;
+            let fd = (f(&a) - f(&b)) / 2e-6;
+            assert!((fd - vjp[i]).abs() < 1e-8, "i={i}: {fd} vs {}", vjp[i]);
+        }
+        // a -inf logit keeps its upstream gradient (its probability is 0)
+        let mut lp = [f64::NEG_INFINITY, 1.0, 2.0];
+        log_softmax_row(&mut lp);
+        let mut g = [1.0f64, 2.0, 3.0];
+        log_softmax_vjp_row(&lp, &mut g);
+        assert_eq!(g[0], 1.0);
+    }
+
+    #[test]
+    fn max_counts_ties() {
+        let v = [1.0, 3.0, 2.0, 3.0];
+        assert_eq!(max_with_ties(4, |i| v[i]), (3.0, 2));
+        assert_eq!(max_with_ties(0, |_| 0.0), (f64::NEG_INFINITY, 0));
+        let (m, k) = max_with_ties(2, |i| [1.0, f64::NAN][i]);
+        assert!(m.is_nan() && k == 0);
     }
 }

@@ -3,12 +3,15 @@
 //! | id | reference | per element | default reduction |
 //! |---|---|---|---|
 //! | [`squared_hinge`](fn@squared_hinge) | `keras.losses.SquaredHinge` | `max(0, 1 - y ŷ)^2` (0/1 labels as -1/+1), mean over the last axis | sum_over_batch_size |
+//! | [`multiclass_hinge`](fn@multiclass_hinge) | `optax.losses.multiclass_hinge_loss` | `max_c(s_c + 1 - [c = y]) - s_y`, class axis last | none |
 //! | [`margin_ranking`](fn@margin_ranking) | `torch.nn.functional.margin_ranking_loss` | `max(0, -y (x1 - x2) + margin)` | mean |
 
 pub mod margin_ranking;
+pub mod multiclass_hinge;
 pub mod squared_hinge;
 
 pub use margin_ranking::{margin_ranking, margin_ranking_grad, MarginRankingOptions};
+pub use multiclass_hinge::{multiclass_hinge, multiclass_hinge_grad};
 pub use squared_hinge::{squared_hinge, squared_hinge_grad, SquaredHingeOptions};
 
 use crate::float::Float;

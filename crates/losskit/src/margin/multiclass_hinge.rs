@@ -1,0 +1,235 @@
+//! `multiclass_hinge`: the Crammer-Singer multiclass hinge loss (optax
+//! `multiclass_hinge_loss`).
+
+use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
+use crate::catalog::spec::build::arg;
+use crate::catalog::spec::{ArgKind, Family, LossSpec};
+use crate::error::{LossError, Result};
+use crate::float::Float;
+use crate::grad::{Backward, Grads};
+use crate::kernels::axis::{max_with_ties, AxisLayout};
+use crate::kernels::sum::sum_by;
+use crate::reduction::Cot;
+use crate::tensor::{fmt_shape, Tensor, View};
+
+macro_rules! formula {
+    () => {
+        r"\ell = \max_{c}\big(s_{c} + 1 - [c = y]\big) - s_{y} = \max\Big(0,\ \max_{c \neq y}\ \big(1 + s_{c} - s_{y}\big)\Big),\qquad \frac{\partial \ell}{\partial s_c} = \frac{[c \in \operatorname{argmax}]}{\lvert \operatorname{argmax} \rvert} - [c = y]"
+    };
+}
+
+pub(crate) const SPEC: LossSpec = LossSpec {
+    id: "multiclass_hinge",
+    family: Family::Margin,
+    summary:
+        "Crammer-Singer multiclass hinge: the largest margin violation 1 + s_c - s_y over the wrong classes, or 0.",
+    formula: formula!(),
+    reference: "optax.losses.multiclass_hinge_loss",
+    reference_call: "optax.losses.multiclass_hinge_loss(scores, labels)",
+    reduction_default: "none",
+    none_shape: "scores.shape[:-1] (= labels.shape)",
+    conventions:
+        "The class axis is the LAST axis of scores; every leading axis is a batch axis, and labels has exactly \
+the leading shape. No reduction. Labels must lie in [0, C): the reference one-hot encodes an out-of-range label into \
+an all-zero row and silently returns max_c(s_c) + 1; here it is an error. The gradient of the maximum is split \
+equally between the classes that attain it (JAX's rule), so at a tie between the true class and a violating class \
+the gradient is halved; when only the true class attains it (loss 0) the gradient is 0.",
+    errata: "The post's last formula max(0, 1 + max(w_y x - w_t x)) multiplies elementwise instead of forming class \
+scores, applies a one-argument max that takes no maximum over the classes, and does not say that the true class \
+carries no margin (with it the loss could never fall below 1). Written correctly it is this Crammer-Singer loss; \
+Keras' categorical_hinge and PyTorch's multi_margin_loss are different losses.",
+    args: &[
+        arg("scores", "(..., C)", ArgKind::Float, true, false, "finite"),
+        arg("labels", "(...)", ArgKind::Int, false, false, "0 <= label < C"),
+    ],
+    options: &[],
+};
+
+pub(crate) const ENTRY: Entry = entry!(SPEC, eval);
+
+/// The Crammer-Singer multiclass hinge loss of class scores and integer labels; the class
+/// axis is the last axis of `scores`, no reduction.
+///
+#[doc = concat!("$$", formula!(), "$$")]
+///
+/// # Reference
+/// `optax.losses.multiclass_hinge_loss(scores, labels)`.
+///
+/// # Conventions
+/// - `scores` is `(..., C)`, `labels` is `scores`' shape without the last axis, which is also
+///   the loss's shape.
+/// - Computed in `f64` and rounded once, so `f32` results are as close to the exact value as
+///   their rounding allows.
+///
+/// # Errors
+/// [`LossError::Shape`] for a 0-d `scores` or `labels` not of `scores`' leading shape;
+/// [`LossError::IndexOutOfRange`] for a label outside `[0, C)` (optax silently accepts it).
+///
+/// # Example
+/// ```
+/// use losskit::{multiclass_hinge, View};
+/// let scores = [2.0f64, 1.5, -1.0, 0.0, 3.0, 1.0];
+/// let labels = [0i64, 2];
+/// // sample 0: max(2 + 0, 1.5 + 1, -1 + 1) - 2 = 0.5; sample 1: max(0 + 1, 3 + 1, 1 + 0) - 1 = 3
+/// // (optax: multiclass_hinge_loss(jnp.array(scores).reshape(2, 3), jnp.array(labels)))
+/// let loss = multiclass_hinge(View::new(&scores, &[2, 3])?, View::from(&labels[..]))?;
+/// assert_eq!(loss.data(), &[0.5, 3.0]);
+/// # Ok::<(), losskit::LossError>(())
+/// ```
+pub fn multiclass_hinge<T: Float>(scores: View<'_, T>, labels: View<'_, i64>) -> Result<Tensor<T>> {
+    run(&scores, &labels, None).map(|(l, _)| l)
+}
+
+/// [`multiclass_hinge`](fn@multiclass_hinge) and its gradient with respect to `scores`.
+///
+/// # Example
+/// ```
+/// use losskit::{multiclass_hinge_grad, Backward, View};
+/// let scores = [2.0f64, 2.0, 1.0];
+/// let labels = [1i64];
+/// // s + 1 - onehot = [3, 2, 2]: class 0 violates the margin, so d/ds = [1, -1, 0]
+/// let (loss, g) = multiclass_hinge_grad(View::new(&scores, &[1, 3])?, View::from(&labels[..]), Backward::new())?;
+/// assert_eq!((loss.data(), g.get("scores").unwrap().data()), (&[1.0][..], &[1.0, -1.0, 0.0][..]));
+/// # Ok::<(), losskit::LossError>(())
+/// ```
+pub fn multiclass_hinge_grad<T: Float>(
+    scores: View<'_, T>,
+    labels: View<'_, i64>,
+    backward: Backward<'_, '_, T>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    run(&scores, &labels, Some(backward))
+}
+
+fn run<T: Float>(
+    scores: &View<'_, T>,
+    labels: &View<'_, i64>,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let shape = scores.shape();
+    let Some((&classes, lead)) = shape.split_last() else {
+        return Err(LossError::shape("scores", "(..., C): at least one (class) axis", shape));
+    };
+    if labels.shape() != lead {
+        return Err(LossError::shape(
+            "labels",
+            format!("{}: the shape of `scores` {} without its last (class) axis", fmt_shape(lead), fmt_shape(shape)),
+            labels.shape(),
+        ));
+    }
+    let y = labels.data();
+    if let Some((position, &index)) = y.iter().enumerate().find(|(_, &l)| !(0..classes as i64).contains(&l)) {
+        return Err(LossError::IndexOutOfRange {
+            arg: "labels".into(),
+            index,
+            position,
+            valid: format!("0 <= label < {classes}"),
+        });
+    }
+    let layout = AxisLayout::new(shape, shape.len() - 1);
+    let s = scores.data();
+    // s_c + 1 - [c = y] as optax forms it, in f64
+    let shifted = |r: usize, c: usize| s[layout.at(r, c)].acc() + 1.0 - if c as i64 == y[r] { 1.0 } else { 0.0 };
+    let mut values = Vec::with_capacity(layout.rows());
+    let mut ties = Vec::with_capacity(layout.rows());
+    for r in 0..layout.rows() {
+        let (m, k) = max_with_ties(classes, |c| shifted(r, c));
+        // optax subtracts sum_c s_c [c = y]: s_y, or NaN when a score is not finite
+        let dot = sum_by(classes, |c| s[layout.at(r, c)].acc() * if c as i64 == y[r] { 1.0 } else { 0.0 });
+        values.push(T::from_acc(m - dot));
+        ties.push((m, k));
+    }
+    let loss = Tensor::from_parts(values, lead.to_vec());
+    let Some(bw) = backward else {
+        return Ok((loss, Grads::default()));
+    };
+    let (upstream, mut sink) = bw.start();
+    let cot = Cot::from_upstream(&upstream, lead)?;
+    let [gs] = sink.slots([("scores", shape, true)])?;
+    if let Some(gs) = gs {
+        for (r, &(m, k)) in ties.iter().enumerate() {
+            let u = cot.at(r).acc();
+            // each maximiser gets u / k (NaN everywhere when the maximum is NaN: k = 0)
+            let share = u / k as f64;
+            for c in 0..classes {
+                let at_max = if shifted(r, c) == m { share } else { share * 0.0 };
+                let own = if c as i64 == y[r] { u } else { 0.0 };
+                gs[layout.at(r, c)] = T::from_acc(at_max - own);
+            }
+        }
+    }
+    Ok((loss, sink.finish()))
+}
+
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    _opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    run(&args.float("scores")?, &args.int("labels")?, backward)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grad::Upstream;
+
+    #[test]
+    fn ties_split_the_gradient() {
+        // scores [1, 2, 0.5], y = 1: s + 1 - onehot = [2, 2, 1.5], class 0 ties with the true
+        // class: the loss is 0 but the maximum's gradient is split between them
+        let s = [1.0f64, 2.0, 0.5];
+        let (l, g) =
+            multiclass_hinge_grad(View::new(&s, &[1, 3]).unwrap(), View::from(&[1i64][..]), Backward::new()).unwrap();
+        assert_eq!(l.data(), &[0.0]);
+        assert_eq!(g.get("scores").unwrap().data(), &[0.5, -0.5, 0.0]);
+        // two violating classes tie: each gets 1/2
+        let s = [3.0f64, 1.0, 3.0];
+        let (l, g) = multiclass_hinge_grad(
+            View::new(&s, &[3]).unwrap(),
+            View::from_vec(vec![1i64], &[]).unwrap(),
+            Backward::new(),
+        )
+        .unwrap();
+        assert_eq!((l.shape(), l.data()), (&[][..], &[3.0][..]));
+        assert_eq!(g.get("scores").unwrap().data(), &[0.5, -1.0, 0.5]);
+        // the true class alone at the maximum: zero loss and gradient
+        let s = [0.0f64, 5.0, 1.0];
+        let (l, g) = multiclass_hinge_grad(
+            View::new(&s, &[3]).unwrap(),
+            View::from_vec(vec![1i64], &[]).unwrap(),
+            Backward::new(),
+        )
+        .unwrap();
+        assert_eq!(l.data(), &[0.0]);
+        assert!(g.get("scores").unwrap().data().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn batch_axes_and_upstream() {
+        // (2, 2, 2): labels (2, 2)
+        let s: Vec<f32> = vec![0.0, 1.0, 1.0, -1.0, 2.0, -2.0, 0.5, 0.25];
+        let y = [0i64, 0, 1, 1];
+        let up = [1.0f32, 2.0, 3.0, 4.0];
+        let (l, g) = multiclass_hinge_grad(
+            View::new(&s, &[2, 2, 2]).unwrap(),
+            View::new(&y, &[2, 2]).unwrap(),
+            Backward::new().upstream(Upstream::Array(View::new(&up, &[2, 2]).unwrap())),
+        )
+        .unwrap();
+        assert_eq!(l.shape(), &[2, 2]);
+        assert_eq!(l.data(), &[2.0, 0.0, 5.0, 1.25]);
+        assert_eq!(g.get("scores").unwrap().data(), &[-1.0, 1.0, 0.0, 0.0, 3.0, -3.0, 4.0, -4.0]);
+    }
+
+    #[test]
+    fn errors() {
+        let s = [0.0f64; 6];
+        let e = multiclass_hinge(View::new(&s, &[2, 3]).unwrap(), View::from(&[0i64, 3][..])).unwrap_err();
+        assert!(matches!(e, LossError::IndexOutOfRange { ref arg, index: 3, position: 1, .. } if arg == "labels"));
+        let e = multiclass_hinge(View::new(&s, &[2, 3]).unwrap(), View::from(&[0i64, 1, 2][..])).unwrap_err();
+        assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "labels"));
+        let e =
+            multiclass_hinge(View::new(&s[..1], &[]).unwrap(), View::from_vec(vec![0i64], &[]).unwrap()).unwrap_err();
+        assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "scores"));
+    }
+}
