@@ -110,7 +110,7 @@ impl<T: Float> KerasReduce<T> {
         };
         let divisor = match (red, wsum) {
             (Reduction::MeanWithSampleWeight, Some(s)) => s,
-            _ => (|n: usize| n as f64)(numel(&out_shape)),
+            _ => numel(&out_shape) as f64,
         };
         Ok(KerasReduce { red, values_shape: values_shape.to_vec(), out_shape, map, divisor })
     }

@@ -159,7 +159,7 @@ pub(crate) fn reduce<T: Float>(
         Reduction::None => Tensor::from_parts(values, shape.to_vec()),
         Reduction::Sum => Tensor::scalar(T::from_acc(sum_acc(&values))),
         _ => {
-            let d = mean_denominator.unwrap_or_else(|| (|n: usize| n as f64)(numel(shape)));
+            let d = mean_denominator.unwrap_or(numel(shape) as f64);
             Tensor::scalar(T::from_acc(sum_acc(&values) / d))
         }
     }
@@ -177,7 +177,7 @@ pub(crate) fn reduce_cot<'a, T: Float>(
         Reduction::None => Cot::from_upstream(up, shape),
         Reduction::Sum => Cot::from_upstream(up, &[]),
         _ => {
-            let d = mean_denominator.unwrap_or_else(|| (|n: usize| n as f64)(numel(shape)));
+            let d = mean_denominator.unwrap_or(numel(shape) as f64);
             Ok(Cot::from_upstream(up, &[])?.scaled(T::from_acc(1.0 / d)))
         }
     }

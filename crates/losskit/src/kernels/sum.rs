@@ -1,6 +1,6 @@
 //! Deterministic, accurate summation.
 //!
-//! Values are widened to the accumulator type ([`Float::Acc`], `f64`) and summed pairwise over
+//! Values are widened to `f64` and summed pairwise over
 //! fixed blocks of [`BLOCK`] elements: the split points depend only on the length, never on
 //! threads or timing, so a sum has the same bits on every run. The error bound is
 //! `O(log2(n / BLOCK) + BLOCK / LANES)` roundings of the accumulator, far below one `f32` ulp.

@@ -121,7 +121,7 @@ fn run<T: Float>(
     options: &HuberOptions,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    if !(options.delta > 0.0) {
+    if options.delta.is_nan() || options.delta <= 0.0 {
         return Err(LossError::option("delta", format!("must be > 0, got {}", options.delta)));
     }
     let d = T::of(options.delta);

@@ -114,7 +114,7 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let beta = options.beta;
-    if !(beta >= 0.0) {
+    if beta.is_nan() || beta < 0.0 {
         return Err(LossError::option("beta", format!("must be >= 0, got {beta}")));
     }
     let red = options.reduction;
