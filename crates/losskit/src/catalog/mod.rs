@@ -24,4 +24,8 @@ static REGISTRY: &[Entry] = &[
     crate::regression::l1::ENTRY,
     crate::regression::huber::ENTRY,
     crate::regression::smooth_l1::ENTRY,
+    crate::classification::categorical_crossentropy::ENTRY,
+    crate::classification::sparse_categorical_crossentropy::ENTRY,
+    crate::classification::binary_crossentropy::ENTRY,
+    crate::embedding::cosine_similarity::ENTRY,
 ];
