@@ -6,7 +6,7 @@
 #[non_exhaustive]
 pub enum LossError {
     /// An argument's shape does not fit (the other arguments, the loss, or an option).
-    #[error("argument `{arg}`: shape {found:?} does not fit: expected {expected}")]
+    #[error("argument `{arg}`: shape {} does not fit: expected {expected}", crate::tensor::fmt_shape(.found))]
     Shape {
         /// The argument at fault.
         arg: String,
@@ -101,7 +101,7 @@ pub enum LossError {
         found: usize,
     },
     /// An upstream gradient whose shape is not the loss's shape.
-    #[error("upstream gradient: shape {found:?} does not fit the loss's shape {expected:?}")]
+    #[error("upstream gradient: shape {} does not fit the loss's shape {}", crate::tensor::fmt_shape(.found), crate::tensor::fmt_shape(.expected))]
     Upstream {
         /// The shape of the loss.
         expected: Vec<usize>,

@@ -139,10 +139,7 @@ pub(crate) type SlotRequest<'s> = (&'static str, &'s [usize], bool);
 impl<'g, T: crate::Float> GradSink<'g, T> {
     /// Hands out one output buffer per request (`None` where the argument is absent or the
     /// caller gave no buffer for it), zero-filled.
-    pub(crate) fn slots<const K: usize>(
-        &mut self,
-        req: [SlotRequest<'_>; K],
-    ) -> Result<[Option<&mut [T]>; K]> {
+    pub(crate) fn slots<const K: usize>(&mut self, req: [SlotRequest<'_>; K]) -> Result<[Option<&mut [T]>; K]> {
         let mut out: [Option<&mut [T]>; K] = std::array::from_fn(|_| None);
         match &mut self.sink {
             Sink::Owned(items) => {

@@ -67,13 +67,8 @@ impl Reduction {
 /// The reductions PyTorch losses accept.
 pub const TORCH_REDUCTIONS: &[Reduction] = &[Reduction::None, Reduction::Mean, Reduction::Sum];
 /// The reductions Keras losses accept.
-pub const KERAS_REDUCTIONS: &[Reduction] = &[
-    Reduction::SumOverBatchSize,
-    Reduction::Sum,
-    Reduction::Mean,
-    Reduction::MeanWithSampleWeight,
-    Reduction::None,
-];
+pub const KERAS_REDUCTIONS: &[Reduction] =
+    &[Reduction::SumOverBatchSize, Reduction::Sum, Reduction::Mean, Reduction::MeanWithSampleWeight, Reduction::None];
 
 impl fmt::Display for Reduction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,7 +149,12 @@ impl<'a, T: Float> Cot<'a, T> {
 
 /// PyTorch-style reduction of `values` (the unreduced loss, shape `shape`) with an optional
 /// denominator for `mean` (default: the element count; a weighted mean passes its own).
-pub(crate) fn reduce<T: Float>(values: Vec<T>, shape: &[usize], red: Reduction, mean_denominator: Option<f64>) -> Tensor<T> {
+pub(crate) fn reduce<T: Float>(
+    values: Vec<T>,
+    shape: &[usize],
+    red: Reduction,
+    mean_denominator: Option<f64>,
+) -> Tensor<T> {
     match red {
         Reduction::None => Tensor::from_parts(values, shape.to_vec()),
         Reduction::Sum => Tensor::scalar(T::from_acc(sum_acc(&values))),
@@ -166,7 +166,7 @@ pub(crate) fn reduce<T: Float>(values: Vec<T>, shape: &[usize], red: Reduction, 
 }
 
 /// The backward counterpart of [`reduce`]: the gradient of the output with respect to each
-/// unreduced value.
+/// unreduced value. `shape` is the UNREDUCED shape (that of `values` in [`reduce`]).
 pub(crate) fn reduce_cot<'a, T: Float>(
     up: &'a Upstream<'_, T>,
     shape: &[usize],

@@ -218,11 +218,7 @@ pub(crate) fn resolve_axis(option: &str, axis: i64, ndim: usize) -> Result<usize
 /// Requires `found` to equal `expected` exactly.
 pub(crate) fn same_shape(arg: &str, found: &[usize], other: &str, expected: &[usize]) -> Result<()> {
     if found != expected {
-        return Err(LossError::shape(
-            arg,
-            format!("the shape of `{other}`, {}", fmt_shape(expected)),
-            found,
-        ));
+        return Err(LossError::shape(arg, format!("the shape of `{other}`, {}", fmt_shape(expected)), found));
     }
     Ok(())
 }

@@ -125,10 +125,7 @@ pub fn parse_option(spec: &OptionSpec, text: &str) -> Result<OptValue> {
             } else if text == "None" && spec.name == "reduction" && spec.values.contains(&"none") {
                 Ok(OptValue::Str("none".into()))
             } else {
-                Err(LossError::option(
-                    spec.name,
-                    format!("'{text}' is not one of {}", spec.values.join(", ")),
-                ))
+                Err(LossError::option(spec.name, format!("'{text}' is not one of {}", spec.values.join(", "))))
             }
         }
     }
@@ -179,11 +176,7 @@ impl Opts {
     fn get(&self, name: &str) -> &OptValue {
         // every option of the spec is resolved in `parse`; a loss asking for another name is a
         // bug caught by the registry tests
-        self.values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)
-            .unwrap_or(&OptValue::None)
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap_or(&OptValue::None)
     }
 
     /// A float option.
@@ -358,10 +351,10 @@ pub(crate) use entry;
 
 /// The registered loss with this id.
 pub fn lookup(id: &str) -> Result<&'static Entry> {
-    crate::catalog::registry().iter().find(|e| e.spec.id == id).ok_or_else(|| LossError::UnknownLoss {
-        id: id.into(),
-        suggestions: nearest_ids(id),
-    })
+    crate::catalog::registry()
+        .iter()
+        .find(|e| e.spec.id == id)
+        .ok_or_else(|| LossError::UnknownLoss { id: id.into(), suggestions: nearest_ids(id) })
 }
 
 /// Up to three known ids nearest to `id` (edit distance, or containing it).

@@ -4,7 +4,7 @@
 pub mod eval;
 pub mod spec;
 
-pub use eval::{evaluate, lookup, nearest_ids, parse_option, AnyTensor, ArrayArg, EvalOutput, Opts, OptValue};
+pub use eval::{evaluate, lookup, nearest_ids, parse_option, AnyTensor, ArrayArg, EvalOutput, OptValue, Opts};
 pub use spec::{ArgKind, ArgSpec, Family, LossSpec, OptDefault, OptKind, OptionSpec};
 
 use eval::Entry;

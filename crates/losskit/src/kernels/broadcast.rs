@@ -26,9 +26,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 
 /// Strides (in elements) of `src` seen through the broadcast to `dst` (0 on broadcast dims).
 fn broadcast_strides(arg: &str, src: &[usize], dst: &[usize]) -> Result<Vec<usize>> {
-    let bad = || {
-        LossError::shape(arg, format!("a shape that broadcasts to {}", fmt_shape(dst)), src)
-    };
+    let bad = || LossError::shape(arg, format!("a shape that broadcasts to {}", fmt_shape(dst)), src);
     if src.len() > dst.len() {
         return Err(bad());
     }

@@ -19,7 +19,8 @@ macro_rules! formula {
 pub(crate) const SPEC: LossSpec = LossSpec {
     id: "huber",
     family: Family::Regression,
-    summary: "Huber loss: half the squared error inside |error| < delta, delta times the shifted absolute error outside.",
+    summary:
+        "Huber loss: half the squared error inside |error| < delta, delta times the shifted absolute error outside.",
     formula: formula!(),
     reference: "torch.nn.functional.huber_loss",
     reference_call: "F.huber_loss(input, target, reduction=reduction, delta=delta, weight=weight)",
@@ -80,7 +81,12 @@ impl Default for HuberOptions {
 /// assert_eq!(loss.item(), Some(1.3125));
 /// # Ok::<(), losskit::LossError>(())
 /// ```
-pub fn huber<T: Float>(input: View<'_, T>, target: View<'_, T>, weight: Option<View<'_, T>>, options: &HuberOptions) -> Result<Tensor<T>> {
+pub fn huber<T: Float>(
+    input: View<'_, T>,
+    target: View<'_, T>,
+    weight: Option<View<'_, T>>,
+    options: &HuberOptions,
+) -> Result<Tensor<T>> {
     run(&input, &target, weight.as_ref(), options, None).map(|(l, _)| l)
 }
 
@@ -131,7 +137,11 @@ fn run<T: Float>(
     torch_pointwise(input, target, weight, options.reduction, WeightedMean::Count, f, backward)
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let options = HuberOptions { reduction: opts.reduction()?, delta: opts.float("delta") };
     run(&args.float("input")?, &args.float("target")?, args.opt_float("weight")?.as_ref(), &options, backward)
 }

@@ -84,7 +84,12 @@ impl Default for L1Options {
 /// assert!((loss.item().unwrap() - 11.0 / 6.0).abs() < 1e-15);
 /// # Ok::<(), losskit::LossError>(())
 /// ```
-pub fn l1<T: Float>(input: View<'_, T>, target: View<'_, T>, weight: Option<View<'_, T>>, options: &L1Options) -> Result<Tensor<T>> {
+pub fn l1<T: Float>(
+    input: View<'_, T>,
+    target: View<'_, T>,
+    weight: Option<View<'_, T>>,
+    options: &L1Options,
+) -> Result<Tensor<T>> {
     run(&input, &target, weight.as_ref(), options, None).map(|(l, _)| l)
 }
 
@@ -118,10 +123,22 @@ fn run<T: Float>(
     options: &L1Options,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    torch_pointwise(input, target, weight, options.reduction, WeightedMean::SumOfWeights, |e| (e.abs(), sgn(e)), backward)
+    torch_pointwise(
+        input,
+        target,
+        weight,
+        options.reduction,
+        WeightedMean::SumOfWeights,
+        |e| (e.abs(), sgn(e)),
+        backward,
+    )
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let options = L1Options { reduction: opts.reduction()? };
     run(&args.float("input")?, &args.float("target")?, args.opt_float("weight")?.as_ref(), &options, backward)
 }

@@ -71,12 +71,9 @@ pub(crate) fn torch_pointwise<T: Float>(
         return Ok((loss, Grads::default()));
     };
     let (upstream, mut sink) = bw.start();
-    let cot = reduce_cot(&upstream, loss.shape(), reduction, denominator)?;
-    let [mut gx, mut gy, mut gw] = sink.slots([
-        ("input", shape, true),
-        ("target", shape, true),
-        ("weight", shape, weight.is_some()),
-    ])?;
+    let cot = reduce_cot(&upstream, shape, reduction, denominator)?;
+    let [mut gx, mut gy, mut gw] =
+        sink.slots([("input", shape, true), ("target", shape, true), ("weight", shape, weight.is_some())])?;
     for i in 0..x.len() {
         let (l, d) = f(x[i] - y[i]);
         let c = cot.at(i);

@@ -84,7 +84,12 @@ impl Default for MseOptions {
 /// assert!((loss.item().unwrap() - 14.0 / 6.0).abs() < 1e-15);
 /// # Ok::<(), losskit::LossError>(())
 /// ```
-pub fn mse<T: Float>(input: View<'_, T>, target: View<'_, T>, weight: Option<View<'_, T>>, options: &MseOptions) -> Result<Tensor<T>> {
+pub fn mse<T: Float>(
+    input: View<'_, T>,
+    target: View<'_, T>,
+    weight: Option<View<'_, T>>,
+    options: &MseOptions,
+) -> Result<Tensor<T>> {
     run(&input, &target, weight.as_ref(), options, None).map(|(l, _)| l)
 }
 
@@ -120,10 +125,22 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let two = T::of(2.0);
-    torch_pointwise(input, target, weight, options.reduction, WeightedMean::SumOfWeights, |e| (e * e, two * e), backward)
+    torch_pointwise(
+        input,
+        target,
+        weight,
+        options.reduction,
+        WeightedMean::SumOfWeights,
+        |e| (e * e, two * e),
+        backward,
+    )
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let options = MseOptions { reduction: opts.reduction()? };
     run(&args.float("input")?, &args.float("target")?, args.opt_float("weight")?.as_ref(), &options, backward)
 }

@@ -134,7 +134,11 @@ fn run<T: Float>(
     torch_pointwise(input, target, None, red, WeightedMean::Count, f, backward)
 }
 
-fn eval<T: PickFloat>(args: &Inputs<'_, T>, opts: &Opts, backward: Option<Backward<'_, '_, T>>) -> Result<(Tensor<T>, Grads<T>)> {
+fn eval<T: PickFloat>(
+    args: &Inputs<'_, T>,
+    opts: &Opts,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
     let options = SmoothL1Options { reduction: opts.reduction()?, beta: opts.float("beta") };
     run(&args.float("input")?, &args.float("target")?, &options, backward)
 }
