@@ -105,7 +105,7 @@ impl<T: Float> KerasReduce<T> {
         };
         let divisor = match (red, wsum) {
             (Reduction::MeanWithSampleWeight, Some(s)) => s,
-            _ => (|n: usize| n as f64)(numel(&out_shape)),
+            _ => numel(&out_shape) as f64,
         };
         Ok(KerasReduce { red, values_shape: values_shape.to_vec(), out_shape, map, divisor })
     }
@@ -225,12 +225,12 @@ pub(crate) fn keras_rows<T: Float>(
     use crate::kernels::axis::AxisLayout;
     debug_assert!(axis < shape.len() && numel(shape) == pred.len());
     let layout = AxisLayout::new(shape, axis);
-    let per_sample: Vec<usize> =
-        shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).collect();
+    let per_sample: Vec<usize> = shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).collect();
     let reducer = KerasReduce::new(reduction, &per_sample, sample_weight, mask)?;
     let n = layout.len;
     let contiguous = layout.inner == 1;
-    let (mut tbuf, mut pbuf) = if contiguous { (Vec::new(), Vec::new()) } else { (vec![T::zero(); n], vec![T::zero(); n]) };
+    let (mut tbuf, mut pbuf) =
+        if contiguous { (Vec::new(), Vec::new()) } else { (vec![T::zero(); n], vec![T::zero(); n]) };
     let mut values = vec![T::zero(); layout.rows()];
     let Some(bw) = backward else {
         for (r, v) in values.iter_mut().enumerate() {

@@ -235,7 +235,8 @@ mod tests {
     fn clipped_elements_have_no_gradient() {
         let o = BinaryCrossentropyOptions { reduction: Reduction::Sum, ..Default::default() };
         let (yt, yp) = ([1.0f64, 0.0, 1.0], [0.0f64, 1.0, 0.5]);
-        let (_, g) = binary_crossentropy_grad(View::from(&yt[..]), View::from(&yp[..]), None, &o, Backward::new()).unwrap();
+        let (_, g) =
+            binary_crossentropy_grad(View::from(&yt[..]), View::from(&yp[..]), None, &o, Backward::new()).unwrap();
         let g = g.get("y_pred").unwrap().data();
         assert_eq!(&g[..2], &[0.0, 0.0]);
         // -1/p / 3 at p = 0.5
@@ -266,7 +267,8 @@ mod tests {
     #[test]
     fn errors() {
         let d = BinaryCrossentropyOptions::default();
-        let e = bce(&[0.0; 6], &[0.5; 6], &[2, 3], BinaryCrossentropyOptions { label_smoothing: 2.0, ..d }).unwrap_err();
+        let e =
+            bce(&[0.0; 6], &[0.5; 6], &[2, 3], BinaryCrossentropyOptions { label_smoothing: 2.0, ..d }).unwrap_err();
         assert!(matches!(e, LossError::InvalidOption { .. }));
         let e = bce(&[0.0; 6], &[0.5; 6], &[2, 3], BinaryCrossentropyOptions { axis: 2, ..d }).unwrap_err();
         assert!(matches!(e, LossError::InvalidOption { ref option, .. } if option == "axis"));

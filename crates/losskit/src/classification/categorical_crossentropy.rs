@@ -203,7 +203,8 @@ mod tests {
         shape: &[usize],
         o: CategoricalCrossentropyOptions,
     ) -> Result<(Tensor<f64>, Vec<f64>)> {
-        let (l, g) = categorical_crossentropy_grad(View::new(yt, shape)?, View::new(yp, shape)?, None, &o, Backward::new())?;
+        let (l, g) =
+            categorical_crossentropy_grad(View::new(yt, shape)?, View::new(yp, shape)?, None, &o, Backward::new())?;
         Ok((l, g.get("y_pred").map(|t| t.data().to_vec()).unwrap_or_default()))
     }
 
@@ -222,7 +223,12 @@ mod tests {
         // shape (1, 2, 3), class axis 1 (size 2) but K = 3 (the last axis)
         let yt = [1.0f64, 1.0, 1.0, 0.0, 0.0, 0.0];
         let yp = [0.2f64, 0.5, 0.5, 0.8, 0.5, 0.5];
-        let o = CategoricalCrossentropyOptions { axis: 1, label_smoothing: 0.3, reduction: Reduction::None, ..Default::default() };
+        let o = CategoricalCrossentropyOptions {
+            axis: 1,
+            label_smoothing: 0.3,
+            reduction: Reduction::None,
+            ..Default::default()
+        };
         let (l, _) = cce_grad(&yt, &yp, &[1, 2, 3], o).unwrap();
         assert_eq!(l.shape(), &[1, 3]);
         let (hi, lo) = (0.7 + 0.1, 0.1);

@@ -39,10 +39,7 @@ pub(crate) struct LabelSmoothing<T> {
 impl<T: Float> LabelSmoothing<T> {
     fn checked(label_smoothing: f64) -> Result<f64> {
         if !(0.0..=1.0).contains(&label_smoothing) {
-            return Err(LossError::option(
-                "label_smoothing",
-                format!("must lie in [0, 1], got {label_smoothing}"),
-            ));
+            return Err(LossError::option("label_smoothing", format!("must lie in [0, 1], got {label_smoothing}")));
         }
         Ok(label_smoothing)
     }

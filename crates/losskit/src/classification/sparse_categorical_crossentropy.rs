@@ -164,6 +164,15 @@ fn class_shape(y_true: &[usize], y_pred: &[usize]) -> Result<Vec<usize>> {
     }
     match p.split_last() {
         Some((_, lead)) if lead == &t[..] => Ok(p),
+        _ if p.len() < y_pred.len() => Err(LossError::shape(
+            "y_true",
+            format!(
+                "{} with a trailing axis of size 1: with a class axis of size 1 and y_true of rank >= 2, the \
+reference's rank alignment squeezes y_pred's class axis and then rejects the pair",
+                fmt_shape(&y_pred[..y_pred.len() - 1])
+            ),
+            y_true,
+        )),
         _ => Err(LossError::shape(
             "y_true",
             format!(
@@ -249,7 +258,13 @@ mod tests {
 
     type Out = (Tensor<f64>, Vec<f64>);
 
-    fn scce(labels: &[i64], lshape: &[usize], yp: &[f64], pshape: &[usize], o: SparseCategoricalCrossentropyOptions) -> Result<Out> {
+    fn scce(
+        labels: &[i64],
+        lshape: &[usize],
+        yp: &[f64],
+        pshape: &[usize],
+        o: SparseCategoricalCrossentropyOptions,
+    ) -> Result<Out> {
         let (l, g) = sparse_categorical_crossentropy_grad(
             View::new(labels, lshape)?,
             View::new(yp, pshape)?,
@@ -279,7 +294,14 @@ mod tests {
         for from_logits in [false, true] {
             let o = SparseCategoricalCrossentropyOptions { from_logits, ignore_class: Some(-1), ..Default::default() };
             let (l, g) = scce(&[2, -1, 0], &[3], &yp, &[3, 3], o).unwrap();
-            let (l2, g2) = scce(&[2, 0], &[2], &[0.2, 0.3, 0.5, 0.6, 0.2, 0.2], &[2, 3], SparseCategoricalCrossentropyOptions { from_logits, ..Default::default() }).unwrap();
+            let (l2, g2) = scce(
+                &[2, 0],
+                &[2],
+                &[0.2, 0.3, 0.5, 0.6, 0.2, 0.2],
+                &[2, 3],
+                SparseCategoricalCrossentropyOptions { from_logits, ..Default::default() },
+            )
+            .unwrap();
             assert!((l.item().unwrap() - l2.item().unwrap()).abs() < 1e-15);
             assert_eq!(&g[3..6], &[0.0, 0.0, 0.0]);
             for (a, b) in g[..3].iter().chain(&g[6..]).zip(&g2) {
@@ -296,7 +318,11 @@ mod tests {
     #[test]
     fn extremes() {
         // logits +-1e4 and probabilities exactly 0 / 1
-        let o = SparseCategoricalCrossentropyOptions { from_logits: true, reduction: Reduction::None, ..Default::default() };
+        let o = SparseCategoricalCrossentropyOptions {
+            from_logits: true,
+            reduction: Reduction::None,
+            ..Default::default()
+        };
         let (l, _) = scce(&[1, 0], &[2], &[1e4, -1e4, 1e4, -1e4], &[2, 2], o).unwrap();
         assert_eq!(l.data(), &[2e4, 0.0]);
         let o = SparseCategoricalCrossentropyOptions { reduction: Reduction::None, ..Default::default() };
@@ -313,7 +339,8 @@ mod tests {
         assert!(matches!(e, LossError::IndexOutOfRange { index: 3, position: 1, .. }));
         let e = scce(&[-1, 0], &[2], &[0.5; 6], &[2, 3], d).unwrap_err();
         assert!(matches!(e, LossError::IndexOutOfRange { index: -1, position: 0, .. }));
-        let e = scce(&[0, 1], &[2], &[0.5; 6], &[2, 3], SparseCategoricalCrossentropyOptions { axis: 0, ..d }).unwrap_err();
+        let e =
+            scce(&[0, 1], &[2], &[0.5; 6], &[2, 3], SparseCategoricalCrossentropyOptions { axis: 0, ..d }).unwrap_err();
         assert!(matches!(e, LossError::InvalidOption { ref option, .. } if option == "axis"));
         // axis = ndim - 1 is the last axis
         assert!(scce(&[0, 1], &[2], &[0.5; 6], &[2, 3], SparseCategoricalCrossentropyOptions { axis: 1, ..d }).is_ok());

@@ -209,8 +209,13 @@ mod tests {
         let e = cos(&[0.0; 6], &[1.0; 6], &[2, 3], CosineSimilarityOptions { reduction: Reduction::BatchMean, ..d })
             .unwrap_err();
         assert!(matches!(e, LossError::InvalidOption { ref option, .. } if option == "reduction"));
-        let e = cosine_similarity(View::new(&[0.0f64; 6], &[3, 2]).unwrap(), View::new(&[1.0f64; 6], &[2, 3]).unwrap(), None, &d)
-            .unwrap_err();
+        let e = cosine_similarity(
+            View::new(&[0.0f64; 6], &[3, 2]).unwrap(),
+            View::new(&[1.0f64; 6], &[2, 3]).unwrap(),
+            None,
+            &d,
+        )
+        .unwrap_err();
         assert!(matches!(e, LossError::Shape { ref arg, .. } if arg == "y_true"));
     }
 }
