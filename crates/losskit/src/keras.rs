@@ -85,11 +85,9 @@ impl<T: Float> KerasReduce<T> {
                 None => (fm, values_shape.to_vec()),
                 Some((w, ws)) => {
                     let (ms, ws2) = squeeze_or_expand(values_shape, &ws);
+                    // `sample_weight *= mask` broadcasts (a (N, 1) weight and a (N, d) mask give
+                    // a (N, d) weight, checked against keras 3.15.1 on jax)
                     let b = broadcast_shapes(&ms, &ws2).ok_or_else(|| bad_weight(&ws, values_shape))?;
-                    if b != ws2 {
-                        // `sample_weight *= mask` must keep the weight's shape
-                        return Err(bad_weight(&ws, values_shape));
-                    }
                     let fm_b = expand("sample_weight", &fm, &ms, &b)?;
                     let w_b = expand("sample_weight", &w, &ws2, &b)?;
                     (w_b.iter().zip(fm_b.iter()).map(|(&a, &c)| a * c).collect(), b)
@@ -190,6 +188,98 @@ fn bad_weight(ws: &[usize], vs: &[usize]) -> LossError {
         format!("a shape that broadcasts against the per-sample loss {}", fmt_shape(vs)),
         ws,
     )
+}
+
+/// Keras' `backend.epsilon()`: the clip bound of probabilities and the floor of norms. Losses
+/// convert it to the computation dtype (`T::of(EPSILON)`, and `T::of(1.0 - EPSILON)` for the
+/// upper clip, which rounds to `1 - 2^-23` in `f32` as in Keras).
+pub(crate) const EPSILON: f64 = 1e-7;
+
+/// One row of a [`keras_rows`] call: the elements of `y_true` and `y_pred` along the axis.
+pub(crate) struct Row<'r, T> {
+    /// The row's flat position in the per-sample loss (C order).
+    pub index: usize,
+    /// The row of `y_true` (empty when the loss has no float target of `y_pred`'s shape).
+    pub target: &'r [T],
+    /// The row of `y_pred`.
+    pub pred: &'r [T],
+}
+
+/// The driver of every Keras loss that maps each row of `y_pred` along one axis to one
+/// per-sample value (a mean, a cross-entropy over classes, a cosine), then applies the Keras
+/// reduction ([`KerasReduce`]: `sample_weight`, `mask`, `reduction`).
+///
+/// `shape` is the (aligned) shape both `target` and `pred` are read with and `axis < shape.len()`
+/// the reduced axis; the per-sample loss has `shape` without `axis`. `row` returns the value of
+/// one row and, given `Some((cot, grad))`, overwrites `grad` (zero-filled, the row's length) with
+/// `cot * d value / d pred`. The gradient is reported for `y_pred`, in `pred`'s own shape.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn keras_rows<T: Float>(
+    shape: &[usize],
+    axis: usize,
+    target: Option<&[T]>,
+    pred: &View<'_, T>,
+    sample_weight: Option<&View<'_, T>>,
+    mask: Option<&[bool]>,
+    reduction: Reduction,
+    backward: Option<crate::grad::Backward<'_, '_, T>>,
+    mut row: impl FnMut(Row<'_, T>, Option<(T, &mut [T])>) -> T,
+) -> Result<(Tensor<T>, crate::grad::Grads<T>)> {
+    use crate::kernels::axis::AxisLayout;
+    debug_assert!(axis < shape.len() && numel(shape) == pred.len());
+    let layout = AxisLayout::new(shape, axis);
+    let per_sample: Vec<usize> = shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).collect();
+    let reducer = KerasReduce::new(reduction, &per_sample, sample_weight, mask)?;
+    let n = layout.len;
+    let contiguous = layout.inner == 1;
+    let (mut tbuf, mut pbuf) =
+        if contiguous { (Vec::new(), Vec::new()) } else { (vec![T::zero(); n], vec![T::zero(); n]) };
+    let mut values = vec![T::zero(); layout.rows()];
+    let Some(bw) = backward else {
+        for (r, v) in values.iter_mut().enumerate() {
+            let b = layout.base(r);
+            let (t, p): (&[T], &[T]) = if contiguous {
+                (target.map_or(&[][..], |t| &t[b..b + n]), &pred.data()[b..b + n])
+            } else {
+                if let Some(t) = target {
+                    layout.gather(t, r, &mut tbuf);
+                }
+                layout.gather(pred.data(), r, &mut pbuf);
+                (if target.is_some() { &tbuf } else { &[] }, &pbuf)
+            };
+            *v = row(Row { index: r, target: t, pred: p }, None);
+        }
+        return Ok((reducer.reduce(&values), crate::grad::Grads::default()));
+    };
+    let (upstream, mut sink) = bw.start();
+    let cots = reducer.backward(&upstream)?;
+    let [mut grad] = sink.slots([("y_pred", pred.shape(), true)])?;
+    let mut gbuf = if contiguous { Vec::new() } else { vec![T::zero(); n] };
+    for (r, v) in values.iter_mut().enumerate() {
+        let b = layout.base(r);
+        let cot = cots[r];
+        if contiguous {
+            let t = target.map_or(&[][..], |t| &t[b..b + n]);
+            let p = &pred.data()[b..b + n];
+            let g = grad.as_deref_mut().map(|g| (cot, &mut g[b..b + n]));
+            *v = row(Row { index: r, target: t, pred: p }, g);
+        } else {
+            if let Some(t) = target {
+                layout.gather(t, r, &mut tbuf);
+            }
+            layout.gather(pred.data(), r, &mut pbuf);
+            let t: &[T] = if target.is_some() { &tbuf } else { &[] };
+            match grad.as_deref_mut() {
+                Some(g) => {
+                    gbuf.fill(T::zero());
+                    *v = row(Row { index: r, target: t, pred: &pbuf }, Some((cot, &mut gbuf)));
+                    layout.scatter(&gbuf, r, g);
+                }
+                None => *v = row(Row { index: r, target: t, pred: &pbuf }, None),
+            }
+        }
+    }
+    Ok((reducer.reduce(&values), sink.finish()))
 }
 
 #[cfg(test)]

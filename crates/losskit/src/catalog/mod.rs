@@ -34,8 +34,12 @@ static REGISTRY: &[Entry] = &[
     crate::classification::nll::ENTRY,
     crate::classification::binary_cross_entropy::ENTRY,
     crate::classification::binary_cross_entropy_with_logits::ENTRY,
+    crate::classification::categorical_crossentropy::ENTRY,
+    crate::classification::sparse_categorical_crossentropy::ENTRY,
+    crate::classification::binary_crossentropy::ENTRY,
     crate::margin::squared_hinge::ENTRY,
     crate::margin::multiclass_hinge::ENTRY,
     crate::margin::margin_ranking::ENTRY,
+    crate::embedding::cosine_similarity::ENTRY,
     crate::embedding::triplet_margin::ENTRY,
 ];

@@ -2,10 +2,13 @@
 //!
 //! | id | reference | per sample | default reduction |
 //! |---|---|---|---|
+//! | [`cosine_similarity`](fn@cosine_similarity) | `keras.losses.CosineSimilarity` | `-sum_d y_d / max(norm(y), eps) * ŷ_d / max(norm(ŷ), eps)` along `axis` | sum_over_batch_size |
 //! | [`triplet_margin`](fn@triplet_margin) | `torch.nn.functional.triplet_margin_loss` | `max(0, margin + d(a, p) - d(a, n))`, `d(u, v) = ‖u - v + ε‖_p` | mean |
 
+pub mod cosine_similarity;
 pub mod triplet_margin;
 
+pub use cosine_similarity::{cosine_similarity, cosine_similarity_grad, CosineSimilarityOptions};
 pub use triplet_margin::{triplet_margin, triplet_margin_grad, TripletMarginOptions};
 
 use std::borrow::Cow;

@@ -7,12 +7,17 @@
 //! - [`axis`]: iteration over the rows of a class (or feature) axis in a C-order tensor, with
 //!   row log-sum-exp and log-softmax;
 //! - [`broadcast`]: NumPy broadcasting of small arguments (weights) and its backward (summing
-//!   over broadcast dimensions).
+//!   over broadcast dimensions);
 //! - [`norm`]: vector p-norms of rows and their gradients (PyTorch's conventions at zero norms,
-//!   zero coordinates and ties).
+//!   zero coordinates and ties);
+//! - [`xent`]: cross-entropy kernels (binary per element; softmax and renormalised-clipped
+//!   rows of class scores) with their gradients;
+//! - [`cosine`]: the Keras cosine of two rows (L2 normalisation with an epsilon floor).
 
 pub mod axis;
 pub mod broadcast;
+pub mod cosine;
 pub mod norm;
 pub mod stable;
 pub mod sum;
+pub mod xent;

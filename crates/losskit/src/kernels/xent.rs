@@ -1,0 +1,180 @@
+//! Cross-entropy kernels: the binary cross-entropy of one element, and the cross-entropy of one
+//! row of class scores against a target row.
+//!
+//! Row kernels take the prediction row, the target as a function of the class (so that label
+//! smoothing or a one-hot target costs no buffer) and, optionally, `(cot, grad)`: then they
+//! overwrite `grad` (the row's length) with `cot` times the derivative of the row's value with
+//! respect to each prediction.
+//!
+//! Clipping follows `jnp.clip` (a `maximum` then a `minimum`): the derivative is 1 strictly
+//! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_jax`]).
+
+use crate::float::Float;
+use crate::kernels::axis::logsumexp_parts;
+use crate::kernels::stable::{log_sigmoid, sigmoid};
+use crate::kernels::sum::sum_by;
+
+/// `jnp.clip(x, lo, hi)` and its derivative: 1 strictly inside `[lo, hi]`, 1/2 at a bound
+/// (JAX splits the gradient of a tie of `maximum`/`minimum` evenly), 0 outside. NaN stays
+/// NaN.
+#[inline]
+pub fn clip_jax<T: Float>(x: T, lo: T, hi: T) -> (T, T) {
+    if x < lo {
+        (lo, T::zero())
+    } else if x > hi {
+        (hi, T::zero())
+    } else if x == lo || x == hi {
+        (x, T::of(0.5))
+    } else {
+        (x, T::one())
+    }
+}
+
+/// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
+/// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
+/// `(1 - t) σ(x) - t σ(-x)` (no cancellation for large `|x|`).
+#[inline]
+pub fn bce_logits<T: Float>(t: T, x: T) -> (T, T) {
+    let u = T::one() - t;
+    let value = -t * log_sigmoid(x) - u * log_sigmoid(-x);
+    let d = u * sigmoid(x) - t * sigmoid(-x);
+    (value, d)
+}
+
+/// Binary cross-entropy of a probability `p` clipped to `[lo, hi]` against a target `t`:
+/// `-(t log q + (1 - t) log(1 - q))` with `q = clip(p, lo, hi)`, and its derivative in `p`
+/// (`(1 - t) / (1 - q) - t / q` times the clip's derivative, see [`clip_jax`]).
+#[inline]
+pub fn bce_clipped<T: Float>(t: T, p: T, lo: T, hi: T) -> (T, T) {
+    let (q, slope) = clip_jax(p, lo, hi);
+    let u = T::one() - t;
+    let r = T::one() - q;
+    let value = -(t * q.ln() + u * r.ln());
+    let d = (u / r - t / q) * slope;
+    (value, d)
+}
+
+/// `-sum_c t(c) log_softmax(x)_c` for one row of logits `x`; the derivative in `x_c` is
+/// `softmax(x)_c * sum_k t(k) - t(c)`.
+///
+/// The log-softmax is `(x - max) - log(sum(exp(x - max)))`, finite and accurate for finite
+/// logits however large (`±1e4`).
+pub fn log_softmax_xent_row<T: Float>(x: &[T], target: impl Fn(usize) -> T, grad: Option<(T, &mut [T])>) -> T {
+    let (m, l) = logsumexp_parts(x);
+    // (x - max) - lse, in this order: x - (max + lse) would round max + lse to the ulp of max
+    let lp = |c: usize| (x[c] - m) - l;
+    let value = -sum_by(x.len(), |c| (target(c) * lp(c)).acc());
+    if let Some((cot, g)) = grad {
+        let tsum = T::from_acc(sum_by(x.len(), |c| target(c).acc()));
+        for (c, gc) in g.iter_mut().enumerate() {
+            *gc = cot * (lp(c).exp() * tsum - target(c));
+        }
+    }
+    T::from_acc(value)
+}
+
+/// `-sum_c t(c) log clip(x_c / sum_k x_k, lo, hi)` for one row of scores `x` (Keras'
+/// renormalised and clipped probabilities). The gradient flows through the renormalisation:
+/// with `g_c = -t(c) / q_c * clip'(p_c)`, `d/dx_j = g_j / s - sum_c g_c x_c / s^2`.
+///
+/// A row summing to 0 gives NaN (`0 / 0`), as in the reference.
+pub fn renorm_clip_xent_row<T: Float>(
+    x: &[T],
+    target: impl Fn(usize) -> T,
+    lo: T,
+    hi: T,
+    grad: Option<(T, &mut [T])>,
+) -> T {
+    let s = T::from_acc(sum_by(x.len(), |c| x[c].acc()));
+    let q = |c: usize| clip_jax(x[c] / s, lo, hi);
+    let value = -sum_by(x.len(), |c| (target(c) * q(c).0.ln()).acc());
+    if let Some((cot, g)) = grad {
+        // the cotangent of each clipped probability, then back through x / s
+        for (c, gc) in g.iter_mut().enumerate() {
+            let (qc, slope) = q(c);
+            *gc = -(target(c) / qc) * slope;
+        }
+        let dot = T::from_acc(sum_by(x.len(), |c| (g[c] * x[c]).acc()));
+        let back = -dot / (s * s);
+        for gc in g.iter_mut() {
+            *gc = cot * (*gc / s + back);
+        }
+    }
+    T::from_acc(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_ties_take_half() {
+        assert_eq!(clip_jax(0.5f64, 0.1, 0.9), (0.5, 1.0));
+        assert_eq!(clip_jax(0.1f64, 0.1, 0.9), (0.1, 0.5));
+        assert_eq!(clip_jax(0.9f64, 0.1, 0.9), (0.9, 0.5));
+        assert_eq!(clip_jax(0.0f64, 0.1, 0.9), (0.1, 0.0));
+        assert_eq!(clip_jax(1.0f64, 0.1, 0.9), (0.9, 0.0));
+        assert!(clip_jax(f64::NAN, 0.1, 0.9).0.is_nan());
+    }
+
+    #[test]
+    fn bce_logits_extremes() {
+        // t = 1, x = -100: -log σ(-100) = 100 (softplus(100))
+        let (v, d) = bce_logits(1.0f64, -100.0);
+        assert_eq!(v, 100.0);
+        assert_eq!(d, -1.0);
+        let (v, d) = bce_logits(1.0f64, 1e4);
+        assert_eq!((v, d), (0.0, 0.0));
+        // x = 0: log 2, derivative 1/2 - t
+        let (v, d) = bce_logits(0.25f64, 0.0);
+        assert!((v - std::f64::consts::LN_2).abs() < 1e-16);
+        assert_eq!(d, 0.25);
+    }
+
+    #[test]
+    fn bce_clipped_bounds() {
+        let (lo, hi) = (1e-7f64, 1.0 - 1e-7);
+        // p = 0 with t = 1: clipped to 1e-7, no gradient
+        let (v, d) = bce_clipped(1.0, 0.0, lo, hi);
+        assert!((v + lo.ln()).abs() < 1e-12);
+        assert_eq!(d, 0.0);
+        // inside: d = (1 - t) / (1 - p) - t / p
+        let (_, d) = bce_clipped(0.3f64, 0.6, lo, hi);
+        assert!((d - (0.7 / 0.4 - 0.3 / 0.6)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn softmax_xent_value_and_gradient() {
+        // logits [0, ln 3]: softmax [1/4, 3/4]; target one-hot class 1: value -ln(3/4)
+        let x = [0.0f64, 3.0f64.ln()];
+        let mut g = [0.0; 2];
+        let v = log_softmax_xent_row(&x, |c| if c == 1 { 1.0 } else { 0.0 }, Some((2.0, &mut g)));
+        assert!((v + 0.75f64.ln()).abs() < 1e-15);
+        assert!((g[0] - 0.5).abs() < 1e-15 && (g[1] + 0.5).abs() < 1e-15);
+        // huge logits stay finite
+        let v = log_softmax_xent_row(&[1e4f64, -1e4], |c| if c == 1 { 1.0 } else { 0.0 }, None);
+        assert_eq!(v, 2e4);
+    }
+
+    #[test]
+    fn renorm_xent_matches_finite_differences() {
+        let x = [0.2f64, 0.5, 1.3];
+        let t = [0.1f64, 0.6, 0.3];
+        let (lo, hi) = (1e-7, 1.0 - 1e-7);
+        let mut g = [0.0; 3];
+        renorm_clip_xent_row(&x, |c| t[c], lo, hi, Some((1.0, &mut g)));
+        for j in 0..3 {
+            let h = 1e-6;
+            let mut xp = x;
+            xp[j] += h;
+            let mut xm = x;
+            xm[j] -= h;
+            let fd = (renorm_clip_xent_row(&xp, |c| t[c], lo, hi, None)
+                - renorm_clip_xent_row(&xm, |c| t[c], lo, hi, None))
+                / (2.0 * h);
+            assert!((fd - g[j]).abs() < 1e-8, "j={j}: {fd} vs {}", g[j]);
+        }
+        // a zero row gives NaN
+        assert!(renorm_clip_xent_row(&[0.0f64, 0.0], |_| 0.5, lo, hi, None).is_nan());
+    }
+}
