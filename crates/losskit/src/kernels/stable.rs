@@ -62,19 +62,6 @@ pub fn sgn<T: Float>(x: T) -> T {
     }
 }
 
-/// Clamps to `[lo, hi]` and reports whether `x` was strictly inside (the gradient of a clip
-/// is 1 inside and 0 where it clipped; at the bounds themselves the references pass it).
-#[inline]
-pub fn clip<T: Float>(x: T, lo: T, hi: T) -> (T, bool) {
-    if x < lo {
-        (lo, false)
-    } else if x > hi {
-        (hi, false)
-    } else {
-        (x, true)
-    }
-}
-
 /// `max(x, bound)` as JAX computes it (`jnp.maximum`: NaN propagates), with the share of the
 /// gradient that reaches `x`: 1 above the bound, 1/2 at a tie (JAX splits it), 0 below and for
 /// NaN.
@@ -101,7 +88,7 @@ pub fn min_tie<T: Float>(x: T, bound: T) -> (T, T) {
 
 /// `clip(x, lo, hi)` as JAX computes it (`jnp.clip` = `minimum(maximum(x, lo), hi)`), with the
 /// share of the gradient that reaches `x`: 1 strictly inside, 1/2 at either bound, 0 outside.
-/// (PyTorch's `clamp` passes the whole gradient at the bounds: see [`clip`].)
+/// (PyTorch's `clamp` passes the whole gradient at the bounds.)
 #[inline]
 pub fn clip_tie<T: Float>(x: T, lo: T, hi: T) -> (T, T) {
     let (a, s) = max_tie(x, lo);

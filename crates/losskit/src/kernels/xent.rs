@@ -7,28 +7,12 @@
 //! respect to each prediction.
 //!
 //! Clipping follows `jnp.clip` (a `maximum` then a `minimum`): the derivative is 1 strictly
-//! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_jax`]).
+//! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`](crate::kernels::stable::clip_tie)).
 
 use crate::float::Float;
 use crate::kernels::axis::logsumexp_parts;
-use crate::kernels::stable::{log_sigmoid, sigmoid};
+use crate::kernels::stable::{clip_tie, log_sigmoid, sigmoid};
 use crate::kernels::sum::sum_by;
-
-/// `jnp.clip(x, lo, hi)` and its derivative: 1 strictly inside `[lo, hi]`, 1/2 at a bound
-/// (JAX splits the gradient of a tie of `maximum`/`minimum` evenly), 0 outside. NaN stays
-/// NaN.
-#[inline]
-pub fn clip_jax<T: Float>(x: T, lo: T, hi: T) -> (T, T) {
-    if x < lo {
-        (lo, T::zero())
-    } else if x > hi {
-        (hi, T::zero())
-    } else if x == lo || x == hi {
-        (x, T::of(0.5))
-    } else {
-        (x, T::one())
-    }
-}
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
 /// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
@@ -43,10 +27,10 @@ pub fn bce_logits<T: Float>(t: T, x: T) -> (T, T) {
 
 /// Binary cross-entropy of a probability `p` clipped to `[lo, hi]` against a target `t`:
 /// `-(t log q + (1 - t) log(1 - q))` with `q = clip(p, lo, hi)`, and its derivative in `p`
-/// (`(1 - t) / (1 - q) - t / q` times the clip's derivative, see [`clip_jax`]).
+/// (`(1 - t) / (1 - q) - t / q` times the clip's derivative, see [`clip_tie`](crate::kernels::stable::clip_tie)).
 #[inline]
 pub fn bce_clipped<T: Float>(t: T, p: T, lo: T, hi: T) -> (T, T) {
-    let (q, slope) = clip_jax(p, lo, hi);
+    let (q, slope) = clip_tie(p, lo, hi);
     let u = T::one() - t;
     let r = T::one() - q;
     let value = -(t * q.ln() + u * r.ln());
@@ -86,7 +70,7 @@ pub fn renorm_clip_xent_row<T: Float>(
     grad: Option<(T, &mut [T])>,
 ) -> T {
     let s = T::from_acc(sum_by(x.len(), |c| x[c].acc()));
-    let q = |c: usize| clip_jax(x[c] / s, lo, hi);
+    let q = |c: usize| clip_tie(x[c] / s, lo, hi);
     let value = -sum_by(x.len(), |c| (target(c) * q(c).0.ln()).acc());
     if let Some((cot, g)) = grad {
         // the cotangent of each clipped probability, then back through x / s
@@ -109,12 +93,12 @@ mod tests {
 
     #[test]
     fn clip_ties_take_half() {
-        assert_eq!(clip_jax(0.5f64, 0.1, 0.9), (0.5, 1.0));
-        assert_eq!(clip_jax(0.1f64, 0.1, 0.9), (0.1, 0.5));
-        assert_eq!(clip_jax(0.9f64, 0.1, 0.9), (0.9, 0.5));
-        assert_eq!(clip_jax(0.0f64, 0.1, 0.9), (0.1, 0.0));
-        assert_eq!(clip_jax(1.0f64, 0.1, 0.9), (0.9, 0.0));
-        assert!(clip_jax(f64::NAN, 0.1, 0.9).0.is_nan());
+        assert_eq!(clip_tie(0.5f64, 0.1, 0.9), (0.5, 1.0));
+        assert_eq!(clip_tie(0.1f64, 0.1, 0.9), (0.1, 0.5));
+        assert_eq!(clip_tie(0.9f64, 0.1, 0.9), (0.9, 0.5));
+        assert_eq!(clip_tie(0.0f64, 0.1, 0.9), (0.1, 0.0));
+        assert_eq!(clip_tie(1.0f64, 0.1, 0.9), (0.9, 0.0));
+        assert!(clip_tie(f64::NAN, 0.1, 0.9).0.is_nan());
     }
 
     #[test]
