@@ -60,3 +60,8 @@ pub use embedding::*;
 pub use margin::*;
 pub use probabilistic::*;
 pub use regression::*;
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
