@@ -104,7 +104,10 @@ fn options_outside_their_domain_are_named() {
         [("huber", "delta", "-1"), ("huber", "delta", "0"), ("huber", "delta", "nan"), ("smooth_l1", "beta", "-0.5")]
     {
         let (e, m) = fails(eval(id, pair(), &[(option, value)]));
-        assert!(matches!(&e, LossError::InvalidOption { option: o, .. } if o == option), "{id} {option}={value}: {e:?}");
+        assert!(
+            matches!(&e, LossError::InvalidOption { option: o, .. } if o == option),
+            "{id} {option}={value}: {e:?}"
+        );
         assert!(m.contains(&format!("`{option}`")), "{m}");
     }
 }
@@ -221,4 +224,24 @@ fn arguments_given_twice_are_named() {
     let (e, m) = fails(eval("mse", args, &[]));
     assert!(matches!(&e, LossError::InvalidValue { arg, .. } if arg == "input"), "{e:?}");
     assert!(m.contains("`input`"), "{m}");
+}
+
+#[test]
+fn class_labels_out_of_range_are_errors_even_where_the_reference_accepts_them() {
+    // Keras (jax) gives such labels loss 0 and optax an all-zero one-hot row; the contract
+    // rejects them (CLI.md: index arguments outside their range are an error for every loss)
+    let scores = f64_shaped(&[0.1, -0.2, 0.3, 0.0, 1.0, -1.0], &[2, 3]);
+    for (id, label_arg, score_arg) in
+        [("sparse_categorical_crossentropy", "y_true", "y_pred"), ("multiclass_hinge", "labels", "scores")]
+    {
+        for bad in [3i64, -1] {
+            let (e, m) = fails(eval(id, vec![(label_arg, ints(&[0, bad], &[2])), (score_arg, scores.clone())], &[]));
+            assert!(
+                matches!(&e, LossError::IndexOutOfRange { arg, index, position: 1, .. }
+                    if arg == label_arg && *index == bad),
+                "{id} label {bad}: {e:?}"
+            );
+            assert!(m.contains(&format!("`{label_arg}`")), "{m}");
+        }
+    }
 }

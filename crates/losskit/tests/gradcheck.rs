@@ -82,9 +82,8 @@ fn check_case(id: &str, case: &FixCase, tally: &mut Tally) {
         let k = args.iter().position(|(n, _)| n == name).expect("a gradient is for a given argument");
         let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let mut work = args.clone();
-        let n = g.len();
         let mut worst: Option<(f64, String)> = None;
-        for j in 0..n {
+        for (j, &gj) in g.iter().enumerate() {
             let x = f64_data(&mut work[k].1)[j];
             if !x.is_finite() {
                 tally.skipped_elements += 1;
@@ -124,12 +123,12 @@ fn check_case(id: &str, case: &FixCase, tally: &mut Tally) {
                 tally.skipped_elements += 1;
                 continue;
             };
-            let err = (fd - g[j]).abs();
+            let err = (fd - gj).abs();
             let allowed = REL_TOL * scale + ABS_TOL + rounding;
             any = true;
             tally.checked_elements += 1;
             if err > allowed {
-                let msg = format!("d/d{name}[{j}]: finite difference {fd:.12e}, analytic {:.12e}", g[j]);
+                let msg = format!("d/d{name}[{j}]: finite difference {fd:.12e}, analytic {gj:.12e}");
                 let worse = match &worst {
                     None => true,
                     Some((e, _)) => err / allowed > *e,

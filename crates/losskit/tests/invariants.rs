@@ -11,7 +11,7 @@ use losskit::{
 };
 use proptest::prelude::*;
 
-const CASES: u32 = 64;
+const CASES: u32 = 128;
 
 /// Elementwise `|a - b| <= rel * max(|a|, |b|, 1)`.
 fn close(a: &[f64], b: &[f64], rel: f64) -> Result<(), TestCaseError> {
