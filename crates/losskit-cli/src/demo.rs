@@ -134,15 +134,16 @@ fn to_f64(a: ArrayArg) -> ArrayArg {
     }
 }
 
-pub fn run(a: &DemoArgs) -> Result<(), String> {
+pub fn run(a: &DemoArgs) -> Result<String, String> {
+    let mut text = String::new();
     let dir = sample_dir(&a.samples)?;
     let dtype = if a.f64 { "float64" } else { "float32" };
-    println!("losskit demo: every loss on the sample data in {} ({dtype})\n", dir.display());
-    println!("{:34} {:>14}  {:>13}  gradient norms", "loss", "value", "shape");
-    println!("{}", "-".repeat(100));
+    text.push_str(&format!("losskit demo: every loss on the sample data in {} ({dtype})\n\n", dir.display()));
+    text.push_str(&format!("{:34} {:>14}  {:>13}  gradient norms", "loss", "value", "shape\n"));
+    text.push_str(&format!("{}\n", "-".repeat(100)));
     for id in catalog::specs().map(|s| s.id) {
         let Some(case) = CASES.iter().find(|c| c.id == id) else {
-            println!("{id:34} (no sample mapping)");
+            text.push_str(&format!("{id:34} (no sample mapping)\n"));
             continue;
         };
         let mut args = Vec::new();
@@ -170,7 +171,14 @@ pub fn run(a: &DemoArgs) -> Result<(), String> {
         } else {
             format!(" [{}]", case.opts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
         };
-        println!("{:34} {:>14}  {:>13}  {}{}", id, value, format!("{shape:?}"), norms.join(", "), opt_txt);
+        text.push_str(&format!(
+            "{:34} {:>14}  {:>13}  {}{}\n",
+            id,
+            value,
+            format!("{shape:?}"),
+            norms.join(", "),
+            opt_txt
+        ));
     }
-    Ok(())
+    Ok(text)
 }

@@ -35,7 +35,7 @@ fn split<'a>(flag: &str, text: &'a str) -> Result<(&'a str, &'a str), String> {
     }
 }
 
-pub fn run(a: &EvalArgs) -> Result<(), String> {
+pub fn run(a: &EvalArgs) -> Result<String, String> {
     let entry = catalog::lookup(&a.id).map_err(|e| e.to_string())?;
     let spec = entry.spec;
     // names first (cheap, clear errors), then the files
@@ -80,8 +80,7 @@ pub fn run(a: &EvalArgs) -> Result<(), String> {
         "value": value,
         "files": Value::Object(files),
     });
-    println!("{obj}");
-    Ok(())
+    Ok(format!("{obj}\n"))
 }
 
 fn encode(t: &AnyTensor) -> Vec<u8> {

@@ -2,10 +2,9 @@
 
 use losskit::catalog::{self, OptDefault};
 
-pub fn run(id: &str) -> Result<(), String> {
+pub fn run(id: &str) -> Result<String, String> {
     let entry = catalog::lookup(id).map_err(|e| e.to_string())?;
-    print!("{}", render(entry.spec));
-    Ok(())
+    Ok(render(entry.spec))
 }
 
 fn default_text(d: &OptDefault) -> String {

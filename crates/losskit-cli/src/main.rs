@@ -10,6 +10,7 @@ mod json;
 mod list;
 mod npy;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -73,7 +74,17 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(text) => {
+            // a closed pipe (`losskit list | head`) is not an error of ours
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: cannot write to stdout: {e}");
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
         Err(msg) => {
             // the contract: exactly one line on stderr
             let one = msg.replace('\n', " ");
