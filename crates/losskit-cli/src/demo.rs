@@ -139,7 +139,7 @@ pub fn run(a: &DemoArgs) -> Result<String, String> {
     let dir = sample_dir(&a.samples)?;
     let dtype = if a.f64 { "float64" } else { "float32" };
     text.push_str(&format!("losskit demo: every loss on the sample data in {} ({dtype})\n\n", dir.display()));
-    text.push_str(&format!("{:34} {:>14}  {:>13}  gradient norms", "loss", "value", "shape\n"));
+    text.push_str(&format!("{:34} {:>14}  {:>13}  gradient norms\n", "loss", "value", "shape"));
     text.push_str(&format!("{}\n", "-".repeat(100)));
     for id in catalog::specs().map(|s| s.id) {
         let Some(case) = CASES.iter().find(|c| c.id == id) else {
