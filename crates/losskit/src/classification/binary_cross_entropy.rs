@@ -64,7 +64,7 @@ impl Default for BinaryCrossEntropyOptions {
 /// Binary cross-entropy between probabilities `input` and targets `target`, optionally
 /// weighted per element.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.binary_cross_entropy(input, target, weight=weight, reduction=reduction)`.

@@ -65,7 +65,7 @@ impl Default for BinaryCrossEntropyWithLogitsOptions {
 /// Binary cross-entropy between `sigmoid(input)` and `target`, evaluated stably on the logits,
 /// with optional element weights `weight` and positive-class weights `pos_weight`.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight=weight,

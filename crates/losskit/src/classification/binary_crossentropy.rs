@@ -81,7 +81,7 @@ impl Default for BinaryCrossentropyOptions {
 
 /// Keras binary cross-entropy, averaged along `axis`, with Keras sample weights and reduction.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,

@@ -83,7 +83,7 @@ impl Default for CategoricalCrossentropyOptions {
 /// predicted probabilities or logits, along a class axis, with Keras sample weights and
 /// reduction.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.CategoricalCrossentropy(from_logits=from_logits,

@@ -105,7 +105,7 @@ impl Default for CrossEntropyOptions {
 
 /// Softmax cross-entropy between logits and class indices or class probabilities.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,

@@ -69,7 +69,7 @@ impl LogSoftmaxOptions {
 
 /// Log-softmax along `dim`.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.log_softmax(input, dim=dim)`.

@@ -72,7 +72,7 @@ impl Default for NllOptions {
 
 /// Negative log-likelihood of class indices given log-probabilities.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.nll_loss(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)`.

@@ -84,7 +84,7 @@ impl Default for SparseCategoricalCrossentropyOptions {
 /// or logits (class axis last), with an optional ignored class, Keras sample weights and
 /// reduction.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits,

@@ -69,7 +69,7 @@ impl Default for CosineSimilarityOptions {
 /// The Keras cosine-similarity loss: minus the cosine of `y_true` and `y_pred` along `axis`,
 /// each vector divided by `max(norm, 1e-7)`, with Keras sample weights and reduction.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.CosineSimilarity(axis=axis, reduction=reduction)(y_true, y_pred,

@@ -78,7 +78,7 @@ impl Default for TripletMarginOptions {
 /// Triplet margin loss between `anchor`, `positive` and `negative` embeddings (the last axis
 /// holds the features).
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.triplet_margin_loss(anchor, positive, negative, margin=margin, p=p,

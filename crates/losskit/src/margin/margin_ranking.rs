@@ -64,7 +64,7 @@ impl Default for MarginRankingOptions {
 /// Margin ranking loss between scores `input1` and `input2` with preferences `target`
 /// (`1`: `input1` should rank higher, `-1`: `input2` should).
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.margin_ranking_loss(input1, input2, target, margin=margin,

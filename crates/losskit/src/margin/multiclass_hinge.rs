@@ -50,7 +50,7 @@ pub(crate) const ENTRY: Entry = entry!(SPEC, eval);
 /// The Crammer-Singer multiclass hinge loss of class scores and integer labels; the class
 /// axis is the last axis of `scores`, no reduction.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `optax.losses.multiclass_hinge_loss(scores, labels)`.

@@ -72,7 +72,7 @@ impl Default for SquaredHingeOptions {
 /// Keras' squared hinge loss, averaged over the last axis per sample and reduced as Keras
 /// does.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.SquaredHinge(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.

@@ -71,7 +71,7 @@ impl Default for KlDivergenceOptions {
 /// Keras' KL divergence of clipped probabilities, summed over the last axis per sample and
 /// reduced as Keras does.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.KLDivergence(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.

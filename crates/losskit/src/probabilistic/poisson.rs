@@ -60,7 +60,7 @@ impl Default for PoissonOptions {
 /// Poisson loss of a predicted rate, averaged over the last axis per sample and reduced as
 /// Keras does.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.Poisson(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.

@@ -58,7 +58,7 @@ impl Default for HuberOptions {
 
 /// Huber loss, optionally weighted per element.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.huber_loss(input, target, reduction=reduction, delta=delta, weight=weight)`.

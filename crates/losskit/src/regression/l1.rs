@@ -56,7 +56,7 @@ impl Default for L1Options {
 
 /// Mean absolute error (L1), optionally weighted per element.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.l1_loss(input, target, reduction=reduction, weight=weight)`.

@@ -62,7 +62,7 @@ impl Default for LogCoshOptions {
 
 /// Log-cosh error, averaged over the last axis per sample and reduced as Keras does.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.LogCosh(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.

@@ -63,7 +63,7 @@ impl Default for MeanAbsolutePercentageErrorOptions {
 /// Mean absolute percentage error, averaged over the last axis per sample and reduced as
 /// Keras does.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.MeanAbsolutePercentageError(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.

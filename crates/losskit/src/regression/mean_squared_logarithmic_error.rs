@@ -71,7 +71,7 @@ impl Default for MeanSquaredLogarithmicErrorOptions {
 /// Mean squared logarithmic error, averaged over the last axis per sample and reduced as
 /// Keras does.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `keras.losses.MeanSquaredLogarithmicError(reduction=reduction)(y_true, y_pred, sample_weight=sample_weight)`.

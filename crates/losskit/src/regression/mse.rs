@@ -56,7 +56,7 @@ impl Default for MseOptions {
 
 /// Mean squared error, optionally weighted per element.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.mse_loss(input, target, reduction=reduction, weight=weight)`.

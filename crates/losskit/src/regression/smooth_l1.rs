@@ -57,7 +57,7 @@ impl Default for SmoothL1Options {
 
 /// Smooth L1 loss.
 ///
-#[doc = concat!("$$", formula!(), "$$")]
+#[doc = concat!("<div class=\"math\">$$", formula!(), "$$</div>")]
 ///
 /// # Reference
 /// `torch.nn.functional.smooth_l1_loss(input, target, reduction=reduction, beta=beta)`.
