@@ -7,7 +7,7 @@
 //! respect to each prediction.
 //!
 //! Clipping follows `jnp.clip` (a `maximum` then a `minimum`): the derivative is 1 strictly
-//! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`](crate::kernels::stable::clip_tie)).
+//! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
 use crate::kernels::axis::logsumexp_parts;
@@ -27,7 +27,7 @@ pub fn bce_logits<T: Float>(t: T, x: T) -> (T, T) {
 
 /// Binary cross-entropy of a probability `p` clipped to `[lo, hi]` against a target `t`:
 /// `-(t log q + (1 - t) log(1 - q))` with `q = clip(p, lo, hi)`, and its derivative in `p`
-/// (`(1 - t) / (1 - q) - t / q` times the clip's derivative, see [`clip_tie`](crate::kernels::stable::clip_tie)).
+/// (`(1 - t) / (1 - q) - t / q` times the clip's derivative, see [`clip_tie`]).
 #[inline]
 pub fn bce_clipped<T: Float>(t: T, p: T, lo: T, hi: T) -> (T, T) {
     let (q, slope) = clip_tie(p, lo, hi);
