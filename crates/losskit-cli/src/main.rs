@@ -1,8 +1,9 @@
 //! `losskit`: list, explain and evaluate the losses of the losskit library from the shell.
 //!
 //! The `list`, `explain` and `eval` sub-commands are the machine contract of CLI.md; `demo`
-//! runs every loss on the sample data shipped in the repository.
+//! runs every loss on the sample data shipped in the repository; `bench` times them.
 
+mod bench;
 mod demo;
 mod eval;
 mod explain;
@@ -40,6 +41,9 @@ enum Command {
     /// Runs every loss on the sample data in samples/ and prints a table of values and
     /// gradient norms.
     Demo(demo::DemoArgs),
+    /// Times every loss in-process (medians after warm-up; fwd, fwd_bwd, fwd_bwd_into) and,
+    /// with --stream, probes the memory bandwidth; prints a table, optionally JSON records.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Explain { id } => explain::run(&id),
         Command::Eval(args) => eval::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(text) => {
