@@ -231,3 +231,18 @@ fn errors_are_one_line_exit_2_and_leave_no_file() {
         assert!(left.iter().all(|&n| n == 0), "case {k}: files left in {out_dir}");
     }
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    // `losskit list --json | head -c 1`: the reader goes away; the binary must not panic (101)
+    let mut child = bin()
+        .args(["list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exits");
+    assert_ne!(out.status.code(), Some(101), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
