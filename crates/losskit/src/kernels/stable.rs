@@ -62,6 +62,17 @@ pub fn sgn<T: Float>(x: T) -> T {
     }
 }
 
+/// The derivative of `abs` at `x` as JAX defines it: `1` for `x >= 0` (zero included, so
+/// `abs` has slope 1 at its kink, unlike [`sgn`]) and `-1` otherwise (NaN included).
+#[inline]
+pub fn jax_abs_slope<T: Float>(x: T) -> T {
+    if x >= T::zero() {
+        T::one()
+    } else {
+        -T::one()
+    }
+}
+
 /// `max(x, bound)` as JAX computes it (`jnp.maximum`: NaN propagates), with the share of the
 /// gradient that reaches `x`: 1 above the bound, 1/2 at a tie (JAX splits it), 0 below and for
 /// NaN.
@@ -109,6 +120,15 @@ mod tests {
         assert!((softplus(-40.0f64) - (-40.0f64).exp()).abs() < 1e-30);
         assert_eq!(log_sigmoid(1e4f32), 0.0);
         assert_eq!(log_sigmoid(-1e4f32), -1e4);
+    }
+
+    #[test]
+    fn jax_abs_slope_is_one_at_zero() {
+        assert_eq!(jax_abs_slope(0.0f64), 1.0);
+        assert_eq!(jax_abs_slope(-0.0f64), 1.0);
+        assert_eq!(jax_abs_slope(-2.0f32), -1.0);
+        assert_eq!(jax_abs_slope(f64::NAN), -1.0);
+        assert_eq!(sgn(0.0f64), 0.0);
     }
 
     #[test]

@@ -8,13 +8,13 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::keras::{last_axis_loss, Combine};
-use crate::kernels::stable::sgn;
+use crate::kernels::stable::jax_abs_slope;
 use crate::reduction::Reduction;
 use crate::tensor::{Tensor, View};
 
 macro_rules! formula {
     () => {
-        r"\ell_n = \frac{100}{D}\sum_{d=1}^{D}\frac{|y_{n,d}-\hat y_{n,d}|}{\max(|y_{n,d}|,\epsilon)},\ \epsilon = 10^{-7},\qquad \frac{\partial \ell_n}{\partial \hat y_{n,d}} = \frac{100}{D}\,\frac{\operatorname{sgn}(\hat y_{n,d}-y_{n,d})}{\max(|y_{n,d}|,\epsilon)}"
+        r"\ell_n = \frac{100}{D}\sum_{d=1}^{D}\frac{|y_{n,d}-\hat y_{n,d}|}{\max(|y_{n,d}|,\epsilon)},\ \epsilon = 10^{-7},\qquad \frac{\partial \ell_n}{\partial \hat y_{n,d}} = \frac{100}{D}\,\frac{\operatorname{sgn}(\hat y_{n,d}-y_{n,d})}{\max(|y_{n,d}|,\epsilon)},\ \operatorname{sgn}(0) = -1"
     };
 }
 
@@ -31,7 +31,8 @@ one value per sample, then reduced Keras-style.",
     none_shape: "y_pred.shape[:-1] (a 0-d value for 1-D inputs)",
     conventions: "The denominator is max(|y_true|, 1e-7) with 1e-7 in the computation dtype: a zero target gives the \
 finite but huge 100*|y_pred|/1e-7 (and an equally huge gradient); negative targets are fine. Not symmetric in its \
-arguments. The gradient at y_pred == y_true is 0 (sign(0)). y_true and y_pred have the same shape up to a trailing \
+arguments. The gradient at y_pred == y_true is \
+-100/(D max(|y_true|, 1e-7)), as in JAX, whose derivative of |x| is 1 at x = 0. y_true and y_pred have the same shape up to a trailing \
 axis of size 1; the last axis is averaged, so a 1-D input is one sample and its 0-d loss is returned unreduced. \
 sample_weight multiplies the per-sample values; sum_over_batch_size (= mean) divides by their count, \
 mean_with_sample_weight by sum(sample_weight) (0 when that is 0). Only y_pred has a gradient.",
@@ -137,7 +138,9 @@ fn run<T: Float>(
         let a = t.abs();
         // max(|y|, eps), keeping a NaN target NaN
         let den = if a < eps { eps } else { a };
-        (hundred * ((t - p) / den).abs(), hundred * sgn(p - t) / den)
+        let q = (t - p) / den;
+        // d|q|/dq is JAX's: 1 at q == 0, so the gradient at y_pred == y_true is -100 / den
+        (hundred * q.abs(), -hundred * jax_abs_slope(q) / den)
     };
     last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
 }
@@ -166,8 +169,29 @@ mod tests {
         assert!((l.item().unwrap() / 5e8 - 1.0).abs() < 1e-15);
         let g = g.get("y_pred").unwrap().data();
         assert!((g[0] / 5e8 - 1.0).abs() < 1e-15);
-        // at y_pred == y_true the gradient is sign(0) = 0
-        assert_eq!(g[1], 0.0);
+        // at y_pred == y_true JAX's slope of |x| at 0 is 1: -100 / 0.5 / 2 = -100
+        assert_eq!(g[1], -100.0);
+    }
+
+    #[test]
+    fn gradient_at_zero_error_follows_jax() {
+        // regression: the gradient at y_pred == y_true was 0 (sign(0)); JAX differentiates |x|
+        // at 0 with slope 1, so Keras gives -100 / max(|y|, eps) / D there:
+        // jax.grad(lambda p: MeanAbsolutePercentageError(reduction="sum")([[0., 2.]], p))([[0., 2.]])
+        //   -> [[-5e8, -25]]
+        let (t, p) = ([0.0f64, 2.0], [0.0f64, 2.0]);
+        let opts = MeanAbsolutePercentageErrorOptions { reduction: Reduction::Sum };
+        let (tv, pv) = (View::new(&t, &[1, 2]).unwrap(), View::new(&p, &[1, 2]).unwrap());
+        let (l, g) = mean_absolute_percentage_error_grad(tv, pv, None, &opts, Backward::new()).unwrap();
+        assert_eq!(l.item().unwrap(), 0.0);
+        let g = g.get("y_pred").unwrap().data();
+        assert!((g[0] / -5e8 - 1.0).abs() < 1e-15 && g[1] == -25.0, "{g:?}");
+        // f32: eps is 1e-7 rounded to f32
+        let (t, p) = ([0.0f32, 2.0], [0.0f32, 2.0]);
+        let (tv, pv) = (View::new(&t, &[1, 2]).unwrap(), View::new(&p, &[1, 2]).unwrap());
+        let (_, g) = mean_absolute_percentage_error_grad(tv, pv, None, &opts, Backward::new()).unwrap();
+        let g = g.get("y_pred").unwrap().data();
+        assert!((g[0] / (-50.0 / 1e-7f32) - 1.0).abs() < 1e-6 && g[1] == -25.0, "{g:?}");
     }
 
     #[test]
