@@ -30,6 +30,14 @@ fn parse(bytes: &[u8]) -> Result<ArrayArg, String> {
         .map(|&d| usize::try_from(d).map_err(|_| "dimension too large".to_string()))
         .collect::<Result<_, _>>()?;
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape too large")?;
+    // an empty array holds no data that bounds its other axes; losses size outputs from them
+    let extent = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d));
+    if !extent.is_some_and(|e| e <= losskit::MAX_ELEMENTS) {
+        return Err(format!(
+            "shape {shape:?} spans more than {} elements along its non-empty axes",
+            losskit::MAX_ELEMENTS
+        ));
+    }
     let order = file.order();
     let ts = match file.dtype() {
         DType::Plain(ts) => ts,
@@ -198,5 +206,19 @@ mod tests {
         let mut bytes = encode(&[1.0f64], &[1]);
         bytes[20] = b'#';
         assert!(parse(&bytes).is_err());
+    }
+
+    #[test]
+    fn empty_arrays_with_huge_axes_are_errors() {
+        // regression: (0, 10^12) is a valid empty array, but the losses sized buffers from its
+        // 10^12 classes and aborted on the allocation
+        let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 1000000000000), }".to_string();
+        header.push_str(&" ".repeat((64 - (10 + header.len() + 1) % 64) % 64));
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        assert!(parse(&bytes).unwrap_err().contains("non-empty axes"));
+        assert!(parse(&encode::<f64>(&[], &[0, 30000])).is_ok());
     }
 }

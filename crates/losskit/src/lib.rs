@@ -53,7 +53,7 @@ pub use error::{LossError, Result};
 pub use float::{DType, Float};
 pub use grad::{Backward, Grads, GradsMut, Upstream};
 pub use reduction::{Reduction, KERAS_REDUCTIONS, TORCH_REDUCTIONS};
-pub use tensor::{numel, Tensor, View};
+pub use tensor::{numel, Tensor, View, MAX_ELEMENTS};
 
 pub use classification::*;
 pub use embedding::*;

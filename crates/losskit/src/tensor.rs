@@ -82,6 +82,31 @@ impl<'a, T: Clone> View<'a, T> {
     }
 }
 
+/// The largest number of elements a shape may span: the product of the non-zero dimensions of
+/// an input (which, for an empty input, holds no data to bound it) and the size of a broadcast
+/// result. Losses size their outputs and scratch buffers from these numbers; without a bound an
+/// empty array such as `(0, 10^12)` or a broadcast of `(10^6, 1)` with `(1, 10^6)` would make
+/// them ask for terabytes and abort instead of returning an error.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// The product of the non-zero dimensions of `shape`, if it is at most [`MAX_ELEMENTS`].
+pub(crate) fn extent(shape: &[usize]) -> Option<usize> {
+    shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS)
+}
+
+/// Fails with [`LossError::Shape`] for `arg` when `shape` spans more than [`MAX_ELEMENTS`]
+/// (counting its non-zero dimensions only).
+pub(crate) fn check_extent(arg: &str, shape: &[usize]) -> Result<()> {
+    match extent(shape) {
+        Some(_) => Ok(()),
+        None => Err(LossError::Shape {
+            arg: arg.into(),
+            expected: format!("at most {MAX_ELEMENTS} elements along its non-empty axes"),
+            found: shape.to_vec(),
+        }),
+    }
+}
+
 fn check_len(len: usize, shape: &[usize]) -> Result<()> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if n != Some(len) {
@@ -90,6 +115,10 @@ fn check_len(len: usize, shape: &[usize]) -> Result<()> {
             expected: format!("{len} elements (the length of the data)"),
             found: shape.to_vec(),
         });
+    }
+    // data of that many elements bounds a non-empty shape; an empty one needs the check
+    if len == 0 {
+        check_extent("data", shape)?;
     }
     Ok(())
 }
@@ -237,4 +266,22 @@ pub(crate) fn same_ndim(args: &[(&str, &[usize])]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_views_with_huge_axes_are_errors() {
+        // regression: an empty (0, 10^12) input made the class-axis losses allocate 10^12
+        // elements and abort
+        let none: [f64; 0] = [];
+        assert!(View::new(&none, &[0, 1_000_000_000_000]).is_err());
+        assert!(View::new(&none, &[0, usize::MAX, 2]).is_err());
+        assert!(Tensor::new(Vec::<f32>::new(), vec![1 << 40, 0]).is_err());
+        assert!(View::new(&none, &[0, 30_000]).is_ok());
+        assert!(View::new(&none, &[0, MAX_ELEMENTS]).is_ok());
+        assert_eq!(extent(&[0, 3, 0, 5]), Some(15));
+    }
 }

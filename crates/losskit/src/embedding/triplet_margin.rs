@@ -293,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn huge_broadcast_is_an_error_not_an_abort() {
+        // regression: (10^5, 1, 3) against (1, 10^5, 3) broadcast to 3e10 elements and the
+        // allocation aborted the process
+        let a = View::from_vec(vec![0.0f64; 300_000], &[100_000, 1, 3]).unwrap();
+        let p = View::from_vec(vec![0.0f64; 300_000], &[1, 100_000, 3]).unwrap();
+        let n = v(&[0.0; 3], &[1, 1, 3]);
+        let e = triplet_margin(a, p, n, &TripletMarginOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("positive"), "{e}");
+    }
+
+    #[test]
     fn eps_is_added_to_every_coordinate() {
         // a = p: d(a, p) = ||(eps, eps, eps, eps)||_2 = 2 eps; d(a, n) = 0 + 2 eps when n = a too
         let a = v(&[1.0, 2.0, 3.0, 4.0], &[4]);

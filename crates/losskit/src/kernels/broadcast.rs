@@ -45,6 +45,7 @@ pub fn broadcast_all(args: &[(&str, &[usize])]) -> Result<Vec<usize>> {
                 ));
             }
         };
+        crate::tensor::check_extent(name, &out)?;
     }
     Ok(out)
 }
@@ -134,6 +135,14 @@ pub fn sum_into(full: &[f64], dst_shape: &[usize], src_shape: &[usize], acc: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_broadcast_results_are_errors() {
+        // regression: (10^5, 1, 3) against (1, 10^5, 3) asked for 3e10 elements and aborted
+        let e = broadcast_all(&[("anchor", &[100_000, 1, 3]), ("positive", &[1, 100_000, 3])]).unwrap_err();
+        assert!(e.to_string().contains("positive"), "{e}");
+        assert_eq!(broadcast_all(&[("a", &[1000, 1]), ("b", &[1, 1000])]).unwrap(), vec![1000, 1000]);
+    }
 
     #[test]
     fn shapes() {
