@@ -140,6 +140,20 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
     /// Hands out one output buffer per request (`None` where the argument is absent or the
     /// caller gave no buffer for it), zero-filled.
     pub(crate) fn slots<const K: usize>(&mut self, req: [SlotRequest<'_>; K]) -> Result<[Option<&mut [T]>; K]> {
+        self.slots_filled(req, true)
+    }
+
+    /// [`slots`](Self::slots) for a kernel that writes every element of every slot: a caller's
+    /// buffer is not zero-filled first (one pass less over it). Fresh buffers still come from
+    /// a zeroed allocation, which costs nothing until a page is first written.
+    pub(crate) fn slots_overwritten<const K: usize>(
+        &mut self,
+        req: [SlotRequest<'_>; K],
+    ) -> Result<[Option<&mut [T]>; K]> {
+        self.slots_filled(req, false)
+    }
+
+    fn slots_filled<const K: usize>(&mut self, req: [SlotRequest<'_>; K], fill: bool) -> Result<[Option<&mut [T]>; K]> {
         let mut out: [Option<&mut [T]>; K] = std::array::from_fn(|_| None);
         match &mut self.sink {
             Sink::Owned(items) => {
@@ -176,7 +190,9 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
                     target.push(k);
                 }
                 for ((_, b), k) in bufs.iter_mut().zip(target) {
-                    b.fill(T::zero());
+                    if fill {
+                        b.fill(T::zero());
+                    }
                     out[k] = Some(&mut **b);
                 }
             }

@@ -120,6 +120,13 @@ impl<'a, T: Float> Cot<'a, T> {
         }
     }
 
+    /// The per-element factors (absent when uniform) and the common scale: element `i` gets
+    /// `scale * each[i]`.
+    #[inline(always)]
+    pub(crate) fn parts(&self) -> (Option<&'a [T]>, T) {
+        (self.each, self.scale)
+    }
+
     /// Multiplies by a factor (a mean's `1/n`, say).
     pub(crate) fn scaled(self, k: T) -> Self {
         Cot { each: self.each, scale: self.scale * k }
@@ -163,6 +170,28 @@ pub(crate) fn reduce<T: Float>(
             Tensor::scalar(T::from_acc(sum_acc(&values) / d))
         }
     }
+}
+
+/// [`reduce`] for a kernel that summed the values as it computed them: `values` (kept only
+/// for `none`) and their `total`.
+pub(crate) fn reduce_summed<T: Float>(
+    values: Option<Vec<T>>,
+    total: f64,
+    shape: &[usize],
+    red: Reduction,
+    mean_denominator: Option<f64>,
+) -> Tensor<T> {
+    match (red, values) {
+        (Reduction::None, Some(v)) => Tensor::from_parts(v, shape.to_vec()),
+        (Reduction::Sum, _) => Tensor::scalar(T::from_acc(total)),
+        _ => Tensor::scalar(T::from_acc(total / mean_denominator.unwrap_or(numel(shape) as f64))),
+    }
+}
+
+/// An output buffer for the unreduced values when `red` is `none` (a zeroed allocation, which
+/// costs nothing until written).
+pub(crate) fn keep_values<T: Float>(red: Reduction, n: usize) -> Option<Vec<T>> {
+    (red == Reduction::None).then(|| vec![T::zero(); n])
 }
 
 /// The backward counterpart of [`reduce`]: the gradient of the output with respect to each

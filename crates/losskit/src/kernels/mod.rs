@@ -2,7 +2,9 @@
 //! helpers, so that vectorised and multi-threaded versions can replace them without touching a
 //! loss or the public API.
 //!
-//! - [`sum`]: accurate, deterministic (blocked pairwise) summation in the accumulator type;
+//! - [`sum`]: accurate, deterministic (blocked pairwise) summation in the accumulator type, and
+//!   the chunked multi-threaded driver whose results do not depend on the thread count;
+//! - [`simd`]: run-time dispatch to the best instruction set (AVX-512, AVX2+FMA, portable);
 //! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
 //! - [`axis`]: iteration over the rows of a class (or feature) axis in a C-order tensor, with
 //!   row log-sum-exp and log-softmax;
@@ -18,6 +20,7 @@ pub mod axis;
 pub mod broadcast;
 pub mod cosine;
 pub mod norm;
+pub mod simd;
 pub mod stable;
 pub mod sum;
 pub mod xent;

@@ -1,20 +1,121 @@
-//! Deterministic, accurate summation.
+//! Deterministic, accurate summation, serial or multi-threaded with the same bits.
 //!
-//! Values are widened to `f64` and summed pairwise over
-//! fixed blocks of [`BLOCK`] elements: the split points depend only on the length, never on
-//! threads or timing, so a sum has the same bits on every run. The error bound is
-//! `O(log2(n / BLOCK) + BLOCK / LANES)` roundings of the accumulator, far below one `f32` ulp.
+//! Values are widened to `f64` and summed in one fixed tree that depends only on the length:
+//!
+//! 1. blocks of [`BLOCK`] consecutive elements, each summed in [`LANES`] interleaved partial
+//!    sums (element `i` goes to lane `i % LANES`) joined by a fixed tree — the shape a SIMD
+//!    pair of AVX-512 registers of `f64` computes, so the compiler vectorises it without reordering;
+//! 2. the block sums of one chunk of [`CHUNK`] elements joined pairwise (split at half the
+//!    blocks);
+//! 3. the chunk sums joined pairwise in the same way.
+//!
+//! Chunks are the unit of multi-threading ([`par_chunks`]): a thread computes whole chunks and
+//! the chunk sums are joined in chunk order afterwards, so one thread, two threads or sixty-four
+//! give the same bits. The error bound is `O(log2(n / BLOCK) + BLOCK / LANES)` roundings of the
+//! `f64` accumulator, far below one `f32` ulp of the result: an `f32` mean is the correctly
+//! rounded mean except in ties at the last `f64` bit.
+
+use rayon::prelude::*;
 
 use crate::float::Float;
 
 /// Elements summed sequentially (in [`LANES`] interleaved partial sums) before pairing.
 pub const BLOCK: usize = 256;
 /// Interleaved partial sums inside a block.
-pub const LANES: usize = 8;
+pub const LANES: usize = 16;
+/// Elements per unit of parallel work (a whole number of blocks). Fixed: the summation tree
+/// never depends on the thread count.
+pub const CHUNK: usize = 128 * BLOCK;
+/// Work below this many elements stays on the calling thread: a fork-join costs a few
+/// microseconds, about what one thread needs for this many elements of a cheap loss.
+pub const PARALLEL_MIN: usize = 2 * CHUNK;
 
-/// Sum of `xs`, accumulated in `f64`.
+/// Sum of up to [`BLOCK`] values: [`LANES`] interleaved `f64` partial sums joined by a fixed
+/// tree.
+///
+/// Dispatched on its own (not inlined into the caller's loop): inlined into a fused kernel,
+/// the compiler vectorised it poorly (two-lane adds and shuffles); on its own it is one
+/// widening load and one add per eight elements.
+#[inline]
+pub fn block_sum<T: Float>(xs: &[T]) -> f64 {
+    pulp::Arch::new().dispatch(BlockSum(xs))
+}
+
+struct BlockSum<'a, T>(&'a [T]);
+
+impl<T: Float> pulp::WithSimd for BlockSum<'_, T> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> f64 {
+        // the same order as block_sum_by, written over fixed-size arrays so that it vectorises
+        let mut lanes = [0.0f64; LANES];
+        let mut groups = self.0.chunks_exact(LANES);
+        for group in &mut groups {
+            if let Ok(g) = <&[T; LANES]>::try_from(group) {
+                for l in 0..LANES {
+                    lanes[l] += g[l].acc();
+                }
+            }
+        }
+        for (lane, &x) in lanes.iter_mut().zip(groups.remainder()) {
+            *lane += x.acc();
+        }
+        join_lanes(&lanes)
+    }
+}
+
+/// The fixed tree over the lanes.
+#[inline(always)]
+fn join_lanes(l: &[f64; LANES]) -> f64 {
+    let q = |k: usize| (l[k] + l[k + 1]) + (l[k + 2] + l[k + 3]);
+    (q(0) + q(4)) + (q(8) + q(12))
+}
+
+/// [`block_sum`] of `f(i)` for `i` in `0..n` (`n <= BLOCK`).
+#[inline(always)]
+pub fn block_sum_by(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let full = n - n % LANES;
+    let mut i = 0;
+    while i < full {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane += f(i + l);
+        }
+        i += LANES;
+    }
+    for (l, lane) in lanes.iter_mut().enumerate().take(n - full) {
+        *lane += f(full + l);
+    }
+    join_lanes(&lanes)
+}
+
+/// Pairwise sum of partial sums, split at half their count.
+pub fn tree(parts: &[f64]) -> f64 {
+    match parts.len() {
+        0 => 0.0,
+        1 => parts[0],
+        n => tree(&parts[..n / 2]) + tree(&parts[n / 2..]),
+    }
+}
+
+/// The sum of `f(i)` over one chunk `start..end` (at most [`CHUNK`] elements), by blocks.
+#[inline(always)]
+fn chunk_sum_by(start: usize, end: usize, f: &impl Fn(usize) -> f64) -> f64 {
+    let mut parts = [0.0f64; CHUNK / BLOCK];
+    let mut nb = 0;
+    let mut b = start;
+    while b < end {
+        let len = BLOCK.min(end - b);
+        parts[nb] = block_sum_by(len, |i| f(b + i));
+        nb += 1;
+        b += len;
+    }
+    tree(&parts[..nb])
+}
+
+/// Sum of `xs`, accumulated in `f64` (multi-threaded for long slices, same bits).
 pub fn sum_acc<T: Float>(xs: &[T]) -> f64 {
-    sum_by(xs.len(), |i| xs[i].acc())
+    par_sum_by(xs.len(), |i| xs[i].acc())
 }
 
 /// Sum of `xs`, rounded to `T`.
@@ -22,34 +123,146 @@ pub fn sum<T: Float>(xs: &[T]) -> T {
     T::from_acc(sum_acc(xs))
 }
 
-/// Sum of `f(i)` for `i` in `0..n`, in a fixed pairwise order.
+/// Sum of `f(i)` for `i` in `0..n`, in the fixed tree of this module, on the calling thread
+/// (for rows and other short sums; [`par_sum_by`] gives the same bits on many threads).
+#[inline]
 pub fn sum_by(n: usize, f: impl Fn(usize) -> f64) -> f64 {
-    pairwise(0, n, &f)
+    if n <= BLOCK {
+        // one block: the tree of one part is the part itself
+        return block_sum_by(n, f);
+    }
+    let parts: Vec<f64> = (0..n).step_by(CHUNK).map(|c| chunk_sum_by(c, (c + CHUNK).min(n), &f)).collect();
+    tree(&parts)
 }
 
-fn pairwise(start: usize, end: usize, f: &impl Fn(usize) -> f64) -> f64 {
-    let n = end - start;
+/// [`sum_by`] split over the current rayon pool when `n` is large (same bits).
+pub fn par_sum_by(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     if n <= BLOCK {
-        let mut lanes = [0.0f64; LANES];
-        let mut i = start;
-        while i + LANES <= end {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                *lane += f(i + l);
-            }
-            i += LANES;
-        }
-        for (l, lane) in lanes.iter_mut().enumerate().take(end - i) {
-            *lane += f(i + l);
-        }
-        // fixed tree over the lanes
-        let a = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-        let b = (lanes[4] + lanes[5]) + (lanes[6] + lanes[7]);
-        return a + b;
+        return block_sum_by(n, f);
     }
-    // split at a multiple of BLOCK so that blocks are the same whatever the recursion depth
-    let blocks = n.div_ceil(BLOCK);
-    let mid = start + (blocks / 2) * BLOCK;
-    pairwise(start, mid, f) + pairwise(mid, end, f)
+    par_chunks(n, (), |start, end, ()| {
+        crate::kernels::simd::dispatch(
+            #[inline(always)]
+            || chunk_sum_by(start, end, &f),
+        )
+    })
+}
+
+/// True when work over `n` elements should be split over threads.
+pub fn parallel(n: usize) -> bool {
+    n >= PARALLEL_MIN && rayon::current_num_threads() > 1
+}
+
+/// Output buffers that a parallel driver hands out piece by piece: each call to
+/// [`split_front`](SplitOut::split_front) detaches the next `n` elements (of every buffer).
+pub trait SplitOut: Send + Sized {
+    /// Detaches and returns the first `n` elements, keeping the rest in `self`.
+    fn split_front(&mut self, n: usize) -> Self;
+}
+
+impl SplitOut for () {
+    fn split_front(&mut self, _: usize) -> Self {}
+}
+
+impl<T: Send> SplitOut for Option<&mut [T]> {
+    #[inline]
+    fn split_front(&mut self, n: usize) -> Self {
+        let s = self.take()?;
+        let (a, b) = s.split_at_mut(n.min(s.len()));
+        *self = Some(b);
+        Some(a)
+    }
+}
+
+impl<S: SplitOut, const K: usize> SplitOut for [S; K] {
+    #[inline]
+    fn split_front(&mut self, n: usize) -> Self {
+        std::array::from_fn(|k| self[k].split_front(n))
+    }
+}
+
+impl<A: SplitOut, B: SplitOut> SplitOut for (A, B) {
+    #[inline]
+    fn split_front(&mut self, n: usize) -> Self {
+        (self.0.split_front(n), self.1.split_front(n))
+    }
+}
+
+/// Runs `chunk(start, end, outs)` on every chunk `start..end` of `0..n` ([`CHUNK`] elements,
+/// the last one shorter), where `outs` holds the same range of every output buffer (each of
+/// length `n`), on the current rayon pool when [`parallel`] says so; returns the chunk results
+/// joined by [`tree`] in chunk order — the same bits on any number of threads.
+pub fn par_chunks<O: SplitOut>(n: usize, outs: O, chunk: impl Fn(usize, usize, O) -> f64 + Sync) -> f64 {
+    par_units(n, CHUNK, outs, 1, chunk)
+}
+
+/// [`par_chunks`] over `units` items of `unit_len` output elements each (rows of a class axis,
+/// say): chunk boundaries fall every `per_chunk` units, outputs have `units * unit_len`
+/// elements, and `chunk` receives unit ranges.
+pub fn par_units<O: SplitOut>(
+    units: usize,
+    per_chunk: usize,
+    outs: O,
+    unit_len: usize,
+    chunk: impl Fn(usize, usize, O) -> f64 + Sync,
+) -> f64 {
+    let per_chunk = per_chunk.max(1);
+    let chunks = units.div_ceil(per_chunk);
+    if chunks <= 1 {
+        return chunk(0, units, outs);
+    }
+    // every chunk gets its own piece of every output
+    let mut rest = outs;
+    let work: Vec<(usize, usize, O)> = (0..chunks)
+        .map(|c| {
+            let (start, end) = (c * per_chunk, ((c + 1) * per_chunk).min(units));
+            (start, end, rest.split_front((end - start) * unit_len))
+        })
+        .collect();
+    let parts: Vec<f64> = if units * unit_len.max(1) >= PARALLEL_MIN && rayon::current_num_threads() > 1 {
+        work.into_par_iter().map(|(s, e, o)| chunk(s, e, o)).collect()
+    } else {
+        work.into_iter().map(|(s, e, o)| chunk(s, e, o)).collect()
+    };
+    tree(&parts)
+}
+
+/// The fused elementwise driver: one pass over `0..n` in tiles of at most [`BLOCK`] elements.
+/// `tile(start, values, outs)` writes the loss of elements `start..start + values.len()` into
+/// `values` and their gradients into `outs` (the same range of each output); the driver keeps
+/// the values in `keep` (the unreduced loss) when given, sums them (the module's fixed tree)
+/// and returns the sum. Multi-threaded over chunks, SIMD-dispatched; the same bits whatever
+/// the thread count.
+pub fn fused<T: Float, O: SplitOut>(
+    n: usize,
+    keep: Option<&mut [T]>,
+    outs: O,
+    tile: impl Fn(usize, &mut [T], &mut O) + Sync,
+) -> f64 {
+    par_chunks(n, (keep, outs), |start, end, (mut keep, mut outs)| {
+        crate::kernels::simd::dispatch(
+            #[inline(always)]
+            || {
+                let mut scratch = [T::zero(); BLOCK];
+                let mut parts = [0.0f64; CHUNK / BLOCK];
+                let mut nb = 0;
+                let mut s = start;
+                while s < end {
+                    let len = BLOCK.min(end - s);
+                    let mut o = outs.split_front(len);
+                    let values: &mut [T] = match keep.split_front(len) {
+                        Some(v) => v,
+                        None => &mut scratch[..len],
+                    };
+                    tile(s, values, &mut o);
+                    parts[nb] = block_sum(values);
+                    nb += 1;
+                    s += len;
+                }
+                tree(&parts[..nb])
+            },
+        )
+    })
 }
 
 #[cfg(test)]
@@ -70,5 +283,54 @@ mod tests {
         let mut v = vec![1e8f32];
         v.extend(std::iter::repeat_n(1.0f32, 4096));
         assert_eq!(sum_acc(&v), 1e8 + 4096.0);
+    }
+
+    #[test]
+    fn the_tree_is_the_documented_one() {
+        // a reference implementation of the three levels, written plainly
+        let n = 3 * CHUNK + 1000;
+        let v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 * 1e-3 + 1e6 * ((i % 3) as f64)).collect();
+        let block = |s: usize, e: usize| {
+            let mut lanes = [0.0f64; LANES];
+            for i in s..e {
+                lanes[(i - s) % LANES] += v[i];
+            }
+            let q = |k: usize| (lanes[k] + lanes[k + 1]) + (lanes[k + 2] + lanes[k + 3]);
+            (q(0) + q(4)) + (q(8) + q(12))
+        };
+        let chunk = |s: usize, e: usize| {
+            let blocks: Vec<f64> = (s..e).step_by(BLOCK).map(|b| block(b, (b + BLOCK).min(e))).collect();
+            tree(&blocks)
+        };
+        let chunks: Vec<f64> = (0..n).step_by(CHUNK).map(|c| chunk(c, (c + CHUNK).min(n))).collect();
+        assert_eq!(sum_acc(&v).to_bits(), tree(&chunks).to_bits());
+    }
+
+    #[test]
+    fn same_bits_on_one_and_two_threads() {
+        let n = 5 * CHUNK + 17;
+        let v: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.618).sin() * 1e3).collect();
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| sum_acc(&v))
+        };
+        assert_eq!(on(1).to_bits(), on(2).to_bits());
+        assert_eq!(on(1).to_bits(), on(3).to_bits());
+    }
+
+    #[test]
+    fn units_split_outputs_at_chunk_boundaries() {
+        // 10 units of 3 elements, 4 units per chunk: chunks [0,4) [4,8) [8,10)
+        let mut out = vec![0.0f64; 30];
+        let total = par_units(10, 4, Some(&mut out[..]), 3, |s, e, o| {
+            let o = o.unwrap();
+            assert_eq!(o.len(), (e - s) * 3);
+            for (k, x) in o.iter_mut().enumerate() {
+                *x = (s * 3 + k) as f64;
+            }
+            (e - s) as f64
+        });
+        assert_eq!(total, 10.0);
+        assert!(out.iter().enumerate().all(|(i, &x)| x == i as f64));
     }
 }

@@ -126,15 +126,23 @@ fn run<T: Float>(
     }
     let d = T::of(options.delta);
     let half = T::of(0.5);
-    let f = |e: T| {
-        let a = e.abs();
-        if a < d {
-            (half * e * e, e)
-        } else {
-            (d * (a - half * d), d.copysign(e))
-        }
-    };
-    torch_pointwise(input, target, weight, options.reduction, WeightedMean::Count, f, backward)
+    torch_pointwise(
+        input,
+        target,
+        weight,
+        options.reduction,
+        WeightedMean::Count,
+        // both branches are computed and one is selected: the loop vectorises
+        #[inline(always)]
+        move |e: T| {
+            let a = e.abs();
+            let quadratic = a < d;
+            let l = if quadratic { half * e * e } else { d * (a - half * d) };
+            let g = if quadratic { e } else { d.copysign(e) };
+            (l, g)
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

@@ -129,7 +129,8 @@ fn run<T: Float>(
         weight,
         options.reduction,
         WeightedMean::SumOfWeights,
-        |e| (e.abs(), sgn(e)),
+        #[inline(always)]
+        move |e| (e.abs(), sgn(e)),
         backward,
     )
 }

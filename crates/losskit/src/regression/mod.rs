@@ -33,7 +33,8 @@ pub use smooth_l1::{smooth_l1, smooth_l1_grad, SmoothL1Options};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
+use crate::kernels::sum::{fused, sum_acc, BLOCK};
+use crate::reduction::{keep_values, reduce_cot, reduce_summed, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{same_shape, Tensor, View};
 
 /// The denominator of a weighted PyTorch `mean`.
@@ -49,13 +50,16 @@ pub(crate) enum WeightedMean {
 /// `f` returning the loss and its derivative in the error, reduced as PyTorch does.
 /// Gradients: input `w f'(e)`, target `-w f'(e)`, weight `f(e)` (minus the weighted mean for
 /// a `SumOfWeights` mean), each times the upstream gradient.
+///
+/// One fused pass ([`fused`]) computes the values, their sum and the gradients; only the
+/// gradient of `weight` under a `SumOfWeights` mean needs the mean first, hence a second pass.
 pub(crate) fn torch_pointwise<T: Float>(
     input: &View<'_, T>,
     target: &View<'_, T>,
     weight: Option<&View<'_, T>>,
     reduction: Reduction,
     weighted_mean: WeightedMean,
-    f: impl Fn(T) -> (T, T),
+    f: impl Fn(T) -> (T, T) + Sync + Copy,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     reduction.check(TORCH_REDUCTIONS)?;
@@ -66,40 +70,122 @@ pub(crate) fn torch_pointwise<T: Float>(
     }
     let (x, y) = (input.data(), target.data());
     let w = weight.map(|w| w.data());
-    let values: Vec<T> = match w {
-        None => x.iter().zip(y).map(|(&a, &b)| f(a - b).0).collect(),
-        Some(w) => x.iter().zip(y).zip(w).map(|((&a, &b), &wi)| wi * f(a - b).0).collect(),
-    };
+    let n = x.len();
     let denominator = match (reduction, w, weighted_mean) {
-        (Reduction::Mean, Some(w), WeightedMean::SumOfWeights) => Some(crate::kernels::sum::sum_acc(w)),
+        (Reduction::Mean, Some(w), WeightedMean::SumOfWeights) => Some(sum_acc(w)),
         _ => None,
     };
-    // the weighted mean itself, for the weight's gradient (l_i - mean) / sum(w)
-    let mean_value = denominator.map(|d| crate::kernels::sum::sum_acc(&values) / d);
-    let loss = reduce(values, shape, reduction, denominator);
+    let mut values = keep_values::<T>(reduction, n);
     let Some(bw) = backward else {
-        return Ok((loss, Grads::default()));
+        let total = fused(
+            n,
+            values.as_deref_mut(),
+            (),
+            #[inline(always)]
+            |s, v, _| value_tile(x, y, w, &f, s, v),
+        );
+        return Ok((reduce_summed(values, total, shape, reduction, denominator), Grads::default()));
     };
     let (upstream, mut sink) = bw.start();
     let cot = reduce_cot(&upstream, shape, reduction, denominator)?;
-    let [mut gx, mut gy, mut gw] =
-        sink.slots([("input", shape, true), ("target", shape, true), ("weight", shape, weight.is_some())])?;
-    for i in 0..x.len() {
-        let (l, d) = f(x[i] - y[i]);
-        let c = cot.at(i);
-        let g = c * w.map_or(T::one(), |w| w[i]) * d;
-        if let Some(gx) = gx.as_deref_mut() {
-            gx[i] = g;
-        }
-        if let Some(gy) = gy.as_deref_mut() {
-            gy[i] = -g;
-        }
-        if let Some(gw) = gw.as_deref_mut() {
-            gw[i] = match mean_value {
-                Some(m) => c * T::from_acc(l.acc() - m),
-                None => c * l,
+    let (each, scale) = cot.parts();
+    let [gx, gy, gw] =
+        sink.slots_overwritten([("input", shape, true), ("target", shape, true), ("weight", shape, weight.is_some())])?;
+    // the weight's gradient under a weighted mean is (l_i - mean) / sum(w): the mean first
+    let mean_value = match (denominator, &gw) {
+        (Some(d), Some(_)) => Some(
+            fused(
+                n,
+                None,
+                (),
+                #[inline(always)]
+                |s, v, _| value_tile(x, y, w, &f, s, v),
+            ) / d,
+        ),
+        _ => None,
+    };
+    let total = fused(
+        n,
+        values.as_deref_mut(),
+        [gx, gy, gw],
+        #[inline(always)]
+        |s, v, [gx, gy, gw]| {
+            // local copies: the compiler keeps them in registers instead of reloading them after
+            // every store (it cannot prove the stores do not alias the captured values)
+            let (f, scale) = (f, scale);
+            let len = v.len();
+            let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
+            let mut scratch = [T::zero(); BLOCK];
+            // d(loss)/d(input) goes straight into the input's gradient when there is one
+            let dx: &mut [T] = match gx.as_deref_mut() {
+                Some(g) => g,
+                None => &mut scratch[..len],
             };
+            // cot_i * w_i, computed as (cot * w) * f' like the unfused formula
+            match (w, each) {
+                (None, None) => (0..len).for_each(|i| {
+                    let (l, d) = f(xs[i] - ys[i]);
+                    v[i] = l;
+                    dx[i] = scale * d;
+                }),
+                (Some(w), None) => {
+                    let ws = &w[s..s + len];
+                    (0..len).for_each(|i| {
+                        let (l, d) = f(xs[i] - ys[i]);
+                        v[i] = ws[i] * l;
+                        dx[i] = scale * ws[i] * d;
+                    })
+                }
+                (None, Some(e)) => {
+                    let es = &e[s..s + len];
+                    (0..len).for_each(|i| {
+                        let (l, d) = f(xs[i] - ys[i]);
+                        v[i] = l;
+                        dx[i] = scale * es[i] * d;
+                    })
+                }
+                (Some(w), Some(e)) => {
+                    let (ws, es) = (&w[s..s + len], &e[s..s + len]);
+                    (0..len).for_each(|i| {
+                        let (l, d) = f(xs[i] - ys[i]);
+                        v[i] = ws[i] * l;
+                        dx[i] = scale * es[i] * ws[i] * d;
+                    })
+                }
+            }
+            if let Some(gy) = gy.as_deref_mut() {
+                (0..len).for_each(|i| gy[i] = -dx[i]);
+            }
+            if let Some(gw) = gw.as_deref_mut() {
+                (0..len).for_each(|i| {
+                    let c = match each {
+                        Some(e) => scale * e[s + i],
+                        None => scale,
+                    };
+                    let l = f(xs[i] - ys[i]).0;
+                    gw[i] = match mean_value {
+                        Some(m) => c * T::from_acc(l.acc() - m),
+                        None => c * l,
+                    };
+                });
+            }
+        },
+    );
+    Ok((reduce_summed(values, total, shape, reduction, denominator), sink.finish()))
+}
+
+/// The weighted loss of the tile `s..s + v.len()`, without gradients.
+#[inline(always)]
+fn value_tile<T: Float>(x: &[T], y: &[T], w: Option<&[T]>, f: &(impl Fn(T) -> (T, T) + Copy), s: usize, v: &mut [T]) {
+    // a local copy of the closure: its captures stay in registers
+    let f = *f;
+    let len = v.len();
+    let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
+    match w {
+        None => (0..len).for_each(|i| v[i] = f(xs[i] - ys[i]).0),
+        Some(w) => {
+            let ws = &w[s..s + len];
+            (0..len).for_each(|i| v[i] = ws[i] * f(xs[i] - ys[i]).0)
         }
     }
-    Ok((loss, sink.finish()))
 }

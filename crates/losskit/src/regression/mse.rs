@@ -131,7 +131,8 @@ fn run<T: Float>(
         weight,
         options.reduction,
         WeightedMean::SumOfWeights,
-        |e| (e * e, two * e),
+        #[inline(always)]
+        move |e| (e * e, two * e),
         backward,
     )
 }

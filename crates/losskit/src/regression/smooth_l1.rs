@@ -119,19 +119,36 @@ fn run<T: Float>(
     }
     let red = options.reduction;
     if beta == 0.0 {
-        return torch_pointwise(input, target, None, red, WeightedMean::Count, |e| (e.abs(), sgn(e)), backward);
+        return torch_pointwise(
+            input,
+            target,
+            None,
+            red,
+            WeightedMean::Count,
+            #[inline(always)]
+            move |e| (e.abs(), sgn(e)),
+            backward,
+        );
     }
     let b = T::of(beta);
     let half = T::of(0.5);
-    let f = |e: T| {
-        let a = e.abs();
-        if a < b {
-            (half * e * e / b, e / b)
-        } else {
-            (a - half * b, T::one().copysign(e))
-        }
-    };
-    torch_pointwise(input, target, None, red, WeightedMean::Count, f, backward)
+    torch_pointwise(
+        input,
+        target,
+        None,
+        red,
+        WeightedMean::Count,
+        // both branches are computed and one is selected: the loop vectorises
+        #[inline(always)]
+        move |e: T| {
+            let a = e.abs();
+            let quadratic = a < b;
+            let l = if quadratic { half * e * e / b } else { a - half * b };
+            let g = if quadratic { e / b } else { T::one().copysign(e) };
+            (l, g)
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(
