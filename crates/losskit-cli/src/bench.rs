@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Least number of timed repetitions per case (default 5, with --quick 3).
     #[arg(long, value_name = "N")]
     pub min_reps: Option<usize>,
+    /// Time nothing: compute every case (its value and every gradient) once per thread count
+    /// and fail unless all thread counts give the same bits.
+    #[arg(long)]
+    pub check_threads: bool,
 }
 
 /// What one timed call computes.
@@ -311,6 +315,8 @@ fn one_hot<T: Float>(labels: &[i64], c: usize) -> Vec<T> {
 /// What the selected cases need from the command line.
 struct Plan {
     threads: Vec<(usize, rayon::ThreadPool)>,
+    /// `--check-threads`: compare bits across thread counts instead of timing.
+    check_threads: bool,
     modes: Vec<Mode>,
     timing: Timing,
 }
@@ -410,6 +416,9 @@ impl Runner<'_> {
         G: for<'u, 'g> Fn(Backward<'u, 'g, T>) -> losskit::Result<(Tensor<T>, Grads<T>)> + Sync,
     {
         let plan = self.plan;
+        if plan.check_threads {
+            return self.check_threads(c, &fwd, &bwd);
+        }
         for (threads, pool) in &plan.threads {
             for &mode in &plan.modes {
                 let m = pool
@@ -418,6 +427,44 @@ impl Runner<'_> {
                 self.record(c, *threads, mode, &m);
             }
         }
+        Ok(())
+    }
+
+    /// `--check-threads`: the value and the gradients of `c` on every thread count, bit for bit.
+    fn check_threads<T, F, G>(&mut self, c: &CaseInfo<'_>, fwd: &F, bwd: &G) -> Result<(), String>
+    where
+        T: Float,
+        F: Fn() -> losskit::Result<Tensor<T>> + Sync,
+        G: for<'u, 'g> Fn(Backward<'u, 'g, T>) -> losskit::Result<(Tensor<T>, Grads<T>)> + Sync,
+    {
+        let bits = |t: &Tensor<T>| t.data().iter().map(|v| v.f64().to_bits()).collect::<Vec<u64>>();
+        let mut first: Option<(usize, Vec<(String, Vec<u64>)>)> = None;
+        for (threads, pool) in &self.plan.threads {
+            let out = pool.install(|| -> losskit::Result<Vec<(String, Vec<u64>)>> {
+                let mut out = vec![("value (fwd)".to_string(), bits(&fwd()?))];
+                let (loss, grads) = bwd(Backward::new())?;
+                out.push(("value (fwd_bwd)".to_string(), bits(&loss)));
+                out.extend(grads.iter().map(|(n, g)| (format!("gradient of {n}"), bits(g))));
+                Ok(out)
+            });
+            let out = out.map_err(|e| format!("{} ({}): {e}", c.case, c.dtype))?;
+            match &first {
+                None => first = Some((*threads, out)),
+                Some((t0, want)) => {
+                    for ((name, a), (_, b)) in want.iter().zip(&out) {
+                        if a != b {
+                            return Err(format!(
+                                "{} ({}): the {name} differs between {t0} and {threads} threads",
+                                c.case, c.dtype
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let counts: Vec<String> = self.plan.threads.iter().map(|(t, _)| t.to_string()).collect();
+        emit(&format!("{:44} {:4} same bits on {} threads", c.case, c.dtype, counts.join(", ")));
+        self.records.push(json!({"peer": "check", "case": c.case, "dtype": c.dtype}));
         Ok(())
     }
 
@@ -858,13 +905,13 @@ pub fn run(a: &BenchArgs) -> Result<String, String> {
     }
     let mut modes = a.modes.clone();
     modes.dedup();
-    let plan = Plan { threads, modes, timing };
+    let plan = Plan { threads, check_threads: a.check_threads, modes, timing };
     let mut runner = Runner { plan: &plan, records: Vec::new(), read_bw: Vec::new() };
 
     if a.stream {
         stream_probe(&mut runner, a.quick);
     }
-    if !ids.is_empty() {
+    if !ids.is_empty() && !a.check_threads {
         emit(&format!(
             "{:44} {:4} {:>3} {:13} {:>11} {:>11} {:>11} {:>7} {:>8} {:>8} {:>6}",
             "case", "dtype", "thr", "mode", "median", "p10", "p90", "reps", "Gelem/s", "GB/s", "%bw"
@@ -891,7 +938,10 @@ pub fn run(a: &BenchArgs) -> Result<String, String> {
 
     let mut summary = String::new();
     let timed = runner.records.iter().filter(|r| r["peer"] == "losskit").count();
-    if !ids.is_empty() {
+    if a.check_threads {
+        let checked = runner.records.iter().filter(|r| r["peer"] == "check").count();
+        summary.push_str(&format!("\n{checked} cases: the same bits on every thread count\n"));
+    } else if !ids.is_empty() {
         summary.push_str(&format!(
             "\n{timed} records; GB/s = min_bytes / median (inputs read once, the loss and the gradients written \
              once){}\n",
@@ -935,6 +985,30 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("1.5").is_err());
         assert!(parse_size("x3").is_err());
+    }
+
+    /// Every loss with a benchmark case, above the size where work is split over threads
+    /// (several chunks of elements or rows), in both dtypes: the value and every gradient have
+    /// the same bits on 1, 2 and 3 threads.
+    #[test]
+    fn same_bits_whatever_the_thread_count() {
+        let args = BenchArgs {
+            ids: Vec::new(),
+            threads: vec![1, 2, 3],
+            sizes: vec!["3e5".into(), "600x500".into(), "20000x10".into()],
+            dtypes: vec![Dt::F32, Dt::F64],
+            modes: vec![Mode::Fwd],
+            json: None,
+            quick: false,
+            stream: false,
+            time: None,
+            min_reps: None,
+            check_threads: true,
+        };
+        let summary = run(&args).unwrap();
+        // one elementwise size, two class sizes, two dtypes: every case was checked
+        let cases: usize = DEFS.iter().map(|d| if d.kind == Kind::Class { 4 } else { 2 }).sum();
+        assert!(summary.contains(&format!("\n{cases} cases: the same bits on every thread count")), "{summary}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use super::{align_pair, KerasReduce};
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::kernels::sum::sum_by;
+use crate::kernels::simd::dispatch;
+use crate::kernels::sum::{block_sum, par_units, tree, Every, SplitOut, BLOCK, CHUNK};
 use crate::reduction::Reduction;
 use crate::tensor::{numel, Tensor, View};
 
@@ -28,13 +29,17 @@ pub(crate) enum Combine {
 /// Computes `reduce(sample_weight * combine_d term(y_true[.., d], y_pred[.., d]))` where `term`
 /// returns the element's term and its derivative in `y_pred`; with `backward`, the gradient
 /// with respect to `y_pred` (in `y_pred`'s own shape). `y_true` has no gradient.
+///
+/// The upstream gradient of each sample does not depend on the values, so it is computed
+/// first and one pass over the rows ([`par_units`], multi-threaded with the same bits on any
+/// thread count) computes the per-sample values and writes the gradient.
 pub(crate) fn last_axis_loss<T: Float>(
     y_true: &View<'_, T>,
     y_pred: &View<'_, T>,
     sample_weight: Option<&View<'_, T>>,
     reduction: Reduction,
     combine: Combine,
-    term: impl Fn(T, T) -> (T, T),
+    term: impl Fn(T, T) -> (T, T) + Sync + Copy,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let shape = align_pair(y_true.shape(), y_pred.shape())?;
@@ -49,31 +54,66 @@ pub(crate) fn last_axis_loss<T: Float>(
         Combine::Mean => 1.0 / d as f64,
         Combine::Sum => 1.0,
     };
-    let values: Vec<T> = (0..n)
-        .map(|i| {
-            let s = sum_by(d, |k| term(yt[i * d + k], yp[i * d + k]).0.acc());
-            T::from_acc(match combine {
-                Combine::Mean => s / d as f64,
-                Combine::Sum => s,
-            })
-        })
-        .collect();
-    let loss = reducer.reduce(&values);
-    let Some(bw) = backward else {
-        return Ok((loss, Grads::default()));
+    let divisor = match combine {
+        Combine::Mean => d as f64,
+        Combine::Sum => 1.0,
     };
-    let (upstream, mut sink) = bw.start();
-    let cot = reducer.backward(&upstream)?;
-    let [g] = sink.slots([("y_pred", y_pred.shape(), true)])?;
-    if let Some(g) = g {
-        for (i, &c) in cot.iter().enumerate() {
-            let c = T::from_acc(c.acc() * scale);
-            for k in i * d..(i + 1) * d {
-                g[k] = c * term(yt[k], yp[k]).1;
-            }
+    let mut values = vec![T::zero(); n];
+    let (cots, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(reducer.backward(&upstream)?), Some(sink))
         }
+    };
+    let [grad] = match sink.as_mut() {
+        Some(sink) => sink.slots_overwritten([("y_pred", y_pred.shape(), true)])?,
+        None => [None],
+    };
+    if d == 0 {
+        // no element: every sample is the empty mean (NaN) or sum (0)
+        values.fill(T::from_acc(0.0 * scale));
+    } else {
+        let cots = cots.as_deref();
+        let rows_per_chunk = (CHUNK / d).max(1);
+        par_units(n, rows_per_chunk, (Every(Some(&mut values[..]), d), grad), d, |r0, r1, (vals, mut grad)| {
+            let vals = vals.0.unwrap_or_default();
+            dispatch(
+                #[inline(always)]
+                || {
+                    let term = term;
+                    let mut scratch = [T::zero(); BLOCK];
+                    let mut parts = vec![0.0f64; d.div_ceil(BLOCK)];
+                    for (k, r) in (r0..r1).enumerate() {
+                        let mut g_row = grad.split_front(d);
+                        let c = cots.map(|c| T::from_acc(c[r].acc() * scale));
+                        let mut nb = 0;
+                        let mut s = r * d;
+                        while s < (r + 1) * d {
+                            let len = BLOCK.min((r + 1) * d - s);
+                            let (ts, ps) = (&yt[s..s + len], &yp[s..s + len]);
+                            let v = &mut scratch[..len];
+                            match (c, g_row.split_front(len)) {
+                                (Some(c), Some(g)) => (0..len).for_each(|i| {
+                                    let (l, dl) = term(ts[i], ps[i]);
+                                    v[i] = l;
+                                    g[i] = c * dl;
+                                }),
+                                _ => (0..len).for_each(|i| v[i] = term(ts[i], ps[i]).0),
+                            }
+                            parts[nb] = block_sum(v);
+                            nb += 1;
+                            s += len;
+                        }
+                        vals[k] = T::from_acc(tree(&parts[..nb]) / divisor);
+                    }
+                    0.0
+                },
+            )
+        });
     }
-    Ok((loss, sink.finish()))
+    let loss = reducer.reduce(&values);
+    Ok((loss, sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
 #[cfg(test)]

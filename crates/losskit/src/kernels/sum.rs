@@ -188,6 +188,17 @@ impl<A: SplitOut, B: SplitOut> SplitOut for (A, B) {
     }
 }
 
+/// An output with one element per `k` elements of the others (one value per row of `k`
+/// elements, say): it is split at `n / k` when they are split at `n` (`n` a multiple of `k`).
+pub struct Every<S>(pub S, pub usize);
+
+impl<S: SplitOut> SplitOut for Every<S> {
+    #[inline]
+    fn split_front(&mut self, n: usize) -> Self {
+        Every(self.0.split_front(n / self.1.max(1)), self.1)
+    }
+}
+
 /// Runs `chunk(start, end, outs)` on every chunk `start..end` of `0..n` ([`CHUNK`] elements,
 /// the last one shorter), where `outs` holds the same range of every output buffer (each of
 /// length `n`), on the current rayon pool when [`parallel`] says so; returns the chunk results

@@ -144,12 +144,20 @@ fn run<T: Float>(
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let labels = keras_hinge_labels(y_true);
     let two = T::of(2.0);
-    let term = |y: T, p: T| {
-        // at the kink the margin is 0, so JAX's half-share of max does not matter
-        let (m, _) = max_tie(T::one() - y * p, T::zero());
-        (m * m, -two * y * m)
-    };
-    last_axis_loss(&labels, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
+    last_axis_loss(
+        &labels,
+        y_pred,
+        sample_weight,
+        options.reduction,
+        Combine::Mean,
+        #[inline(always)]
+        move |y: T, p: T| {
+            // at the kink the margin is 0, so JAX's half-share of max does not matter
+            let (m, _) = max_tie(T::one() - y * p, T::zero());
+            (m * m, -two * y * m)
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

@@ -140,13 +140,21 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let (eps, one) = (T::of(1e-7), T::one());
-    let term = |t: T, p: T| {
-        let (y, _) = clip_tie(t, eps, one);
-        let (q, share) = clip_tie(p, eps, one);
-        let ratio = y / q;
-        (y * ratio.ln(), -ratio * share)
-    };
-    last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Sum, term, backward)
+    last_axis_loss(
+        y_true,
+        y_pred,
+        sample_weight,
+        options.reduction,
+        Combine::Sum,
+        #[inline(always)]
+        move |t: T, p: T| {
+            let (y, _) = clip_tie(t, eps, one);
+            let (q, share) = clip_tie(p, eps, one);
+            let ratio = y / q;
+            (y * ratio.ln(), -ratio * share)
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

@@ -127,11 +127,19 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let eps = T::of(1e-7);
-    let term = |t: T, p: T| {
-        let q = p + eps;
-        (p - t * q.ln(), T::one() - t / q)
-    };
-    last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
+    last_axis_loss(
+        y_true,
+        y_pred,
+        sample_weight,
+        options.reduction,
+        Combine::Mean,
+        #[inline(always)]
+        move |t: T, p: T| {
+            let q = p + eps;
+            (p - t * q.ln(), T::one() - t / q)
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

@@ -130,11 +130,19 @@ fn run<T: Float>(
     options: &LogCoshOptions,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    let term = |t: T, p: T| {
-        let e = p - t;
-        (stable::log_cosh(e), e.tanh())
-    };
-    last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
+    last_axis_loss(
+        y_true,
+        y_pred,
+        sample_weight,
+        options.reduction,
+        Combine::Mean,
+        #[inline(always)]
+        move |t: T, p: T| {
+            let e = p - t;
+            (stable::log_cosh(e), e.tanh())
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

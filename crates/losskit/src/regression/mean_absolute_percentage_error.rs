@@ -134,15 +134,23 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let (eps, hundred) = (T::of(1e-7), T::of(100.0));
-    let term = |t: T, p: T| {
-        let a = t.abs();
-        // max(|y|, eps), keeping a NaN target NaN
-        let den = if a < eps { eps } else { a };
-        let q = (t - p) / den;
-        // d|q|/dq is JAX's: 1 at q == 0, so the gradient at y_pred == y_true is -100 / den
-        (hundred * q.abs(), -hundred * jax_abs_slope(q) / den)
-    };
-    last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
+    last_axis_loss(
+        y_true,
+        y_pred,
+        sample_weight,
+        options.reduction,
+        Combine::Mean,
+        #[inline(always)]
+        move |t: T, p: T| {
+            let a = t.abs();
+            // max(|y|, eps), keeping a NaN target NaN
+            let den = if a < eps { eps } else { a };
+            let q = (t - p) / den;
+            // d|q|/dq is JAX's: 1 at q == 0, so the gradient at y_pred == y_true is -100 / den
+            (hundred * q.abs(), -hundred * jax_abs_slope(q) / den)
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

@@ -144,12 +144,20 @@ fn run<T: Float>(
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let eps = T::of(1e-7);
     let two = T::of(2.0);
-    let term = |t: T, p: T| {
-        let ((pf, share), (tf, _)) = (max_tie(p, eps), max_tie(t, eps));
-        let delta = pf.ln_1p() - tf.ln_1p();
-        (delta * delta, two * delta * share / (pf + T::one()))
-    };
-    last_axis_loss(y_true, y_pred, sample_weight, options.reduction, Combine::Mean, term, backward)
+    last_axis_loss(
+        y_true,
+        y_pred,
+        sample_weight,
+        options.reduction,
+        Combine::Mean,
+        #[inline(always)]
+        move |t: T, p: T| {
+            let ((pf, share), (tf, _)) = (max_tie(p, eps), max_tie(t, eps));
+            let delta = pf.ln_1p() - tf.ln_1p();
+            (delta * delta, two * delta * share / (pf + T::one()))
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(
