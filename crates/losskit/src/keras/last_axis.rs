@@ -70,18 +70,16 @@ pub(crate) fn last_axis_loss<T: Float>(
         Some(sink) => sink.slots_overwritten([("y_pred", y_pred.shape(), true)])?,
         None => [None],
     };
-    if d == 0 {
-        // no element: every sample is the empty mean (NaN) or sum (0)
-        values.fill(T::from_acc(0.0 * scale));
-    } else {
+    if let Some(rows_per_chunk) = CHUNK.checked_div(d) {
         let cots = cots.as_deref();
-        let rows_per_chunk = (CHUNK / d).max(1);
+        let rows_per_chunk = rows_per_chunk.max(1);
         par_units(n, rows_per_chunk, (Every(Some(&mut values[..]), d), grad), d, |r0, r1, (vals, mut grad)| {
             let vals = vals.0.unwrap_or_default();
             dispatch(
                 #[inline(always)]
                 || {
-                    let term = term;
+                    // local copies: kept in registers, not reloaded after every store
+                    let (term, cots) = (term, cots);
                     let mut scratch = [T::zero(); BLOCK];
                     let mut parts = vec![0.0f64; d.div_ceil(BLOCK)];
                     for (k, r) in (r0..r1).enumerate() {
@@ -111,6 +109,9 @@ pub(crate) fn last_axis_loss<T: Float>(
                 },
             )
         });
+    } else {
+        // no element: every sample is the empty mean (NaN) or sum (0)
+        values.fill(T::from_acc(0.0 * scale));
     }
     let loss = reducer.reduce(&values);
     Ok((loss, sink.map(|s| s.finish()).unwrap_or_default()))
