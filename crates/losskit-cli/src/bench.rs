@@ -438,9 +438,9 @@ impl Runner<'_> {
         G: for<'u, 'g> Fn(Backward<'u, 'g, T>) -> losskit::Result<(Tensor<T>, Grads<T>)> + Sync,
     {
         let bits = |t: &Tensor<T>| t.data().iter().map(|v| v.f64().to_bits()).collect::<Vec<u64>>();
-        let mut first: Option<(usize, Vec<(String, Vec<u64>)>)> = None;
+        let mut first: Option<(usize, Vec<Outputs>)> = None;
         for (threads, pool) in &self.plan.threads {
-            let out = pool.install(|| -> losskit::Result<Vec<(String, Vec<u64>)>> {
+            let out = pool.install(|| -> losskit::Result<Vec<Outputs>> {
                 let mut out = vec![("value (fwd)".to_string(), bits(&fwd()?))];
                 let (loss, grads) = bwd(Backward::new())?;
                 out.push(("value (fwd_bwd)".to_string(), bits(&loss)));
@@ -514,6 +514,9 @@ impl Runner<'_> {
         ));
     }
 }
+
+/// One output of a case (its name) and its bits.
+type Outputs = (String, Vec<u64>);
 
 fn view<'a, T: Clone>(data: &'a [T], shape: &[usize]) -> Result<View<'a, T>, String> {
     View::new(data, shape).map_err(|e| e.to_string())
