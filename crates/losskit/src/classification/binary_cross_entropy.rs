@@ -160,16 +160,20 @@ fn run<T: Float>(
     let one = T::one();
     let floor = T::of(-100.0);
     let eps = T::of(f64::from(EPSILON));
-    let value = |i: usize| {
-        let (xi, yi) = (x[i], y[i]);
-        (yi - one) * (-xi).ln_1p().max(floor) - yi * xi.ln().max(floor)
-    };
-    let grad = |i: usize| {
-        let (xi, yi) = (x[i], y[i]);
-        // -logit(x), evaluated as log(x / (1 - x)) like the reference
-        ((xi - yi) / ((one - xi) * xi).max(eps), -(xi / (one - xi)).ln())
-    };
-    frame.run(value, grad, backward)
+    frame.run(
+        x,
+        y,
+        None,
+        #[inline(always)]
+        move |x, y, _| (y - one) * (-x).ln_1p().max(floor) - y * x.ln().max(floor),
+        #[inline(always)]
+        move |x, y, _| {
+            let value = (y - one) * (-x).ln_1p().max(floor) - y * x.ln().max(floor);
+            // -logit(x), evaluated as log(x / (1 - x)) like the reference
+            (value, (x - y) / ((one - x) * x).max(eps), -(x / (one - x)).ln())
+        },
+        backward,
+    )
 }
 
 fn eval<T: PickFloat>(

@@ -155,12 +155,27 @@ fn run<T: Float>(
     let (x, y) = (input.data(), target.data());
     let one = T::one();
     match pw.as_deref() {
-        None => frame.run(|i| (one - y[i]) * x[i] - log_sigmoid(x[i]), |i| (sigmoid(x[i]) - y[i], -x[i]), backward),
+        None => frame.run(
+            x,
+            y,
+            None,
+            #[inline(always)]
+            move |x, y, _| (one - y) * x - log_sigmoid(x),
+            #[inline(always)]
+            move |x, y, _| ((one - y) * x - log_sigmoid(x), sigmoid(x) - y, -x),
+            backward,
+        ),
         Some(pw) => frame.run(
-            |i| (one - y[i]) * x[i] - ((pw[i] - one) * y[i] + one) * log_sigmoid(x[i]),
-            |i| {
-                let py = pw[i] * y[i];
-                ((py + one - y[i]) * sigmoid(x[i]) - py, log_sigmoid(-x[i]) - pw[i] * log_sigmoid(x[i]))
+            x,
+            y,
+            Some(pw),
+            #[inline(always)]
+            move |x, y, pw| (one - y) * x - ((pw - one) * y + one) * log_sigmoid(x),
+            #[inline(always)]
+            move |x, y, pw| {
+                let py = pw * y;
+                let (ls, lsm) = (log_sigmoid(x), log_sigmoid(-x));
+                ((one - y) * x - ((pw - one) * y + one) * ls, (py + one - y) * sigmoid(x) - py, lsm - pw * ls)
             },
             backward,
         ),

@@ -48,8 +48,9 @@ use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::keras::EPSILON;
 use crate::kernels::broadcast::expand;
+use crate::kernels::sum::{fused, BLOCK};
 use crate::kernels::xent::{log_softmax_xent_row, renorm_clip_xent_row};
-use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
+use crate::reduction::{keep_values, reduce_cot, reduce_summed, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{same_shape, Tensor, View};
 use std::borrow::Cow;
 
@@ -79,43 +80,91 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         Ok(TorchElementwise { shape, weight, reduction })
     }
 
-    /// The loss from `f_i` (`value(i)`), and with `backward` the gradients for `input` and
-    /// `target` from `(d f_i / d x_i, d f_i / d y_i)` (`grad(i)`).
+    /// The loss of `l_i = f(x_i, y_i, e_i)` (`e` an optional third stream, zero when absent),
+    /// and with `backward` the gradients for `input` and `target` from `all`, which returns
+    /// `(l_i, d l_i / d x_i, d l_i / d y_i)`; `value` is `all`'s first part alone (the
+    /// forward-only pass does not compute derivatives). One fused pass over the elements.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         self,
-        value: impl Fn(usize) -> T,
-        grad: impl Fn(usize) -> (T, T),
+        x: &[T],
+        y: &[T],
+        e: Option<&[T]>,
+        value: impl Fn(T, T, T) -> T + Sync + Copy,
+        all: impl Fn(T, T, T) -> (T, T, T) + Sync + Copy,
         backward: Option<Backward<'_, '_, T>>,
     ) -> Result<(Tensor<T>, Grads<T>)> {
         let n = crate::tensor::numel(self.shape);
         let w = self.weight.as_deref();
-        let values: Vec<T> = match w {
-            None => (0..n).map(&value).collect(),
-            Some(w) => (0..n).map(|i| value(i) * w[i]).collect(),
-        };
-        let loss = reduce(values, self.shape, self.reduction, None);
+        let mut values = keep_values::<T>(self.reduction, n);
         let Some(bw) = backward else {
-            return Ok((loss, Grads::default()));
+            let total = fused(
+                n,
+                values.as_deref_mut(),
+                (),
+                #[inline(always)]
+                |s, v, _| {
+                    let value = value;
+                    let len = v.len();
+                    let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
+                    match e {
+                        None => (0..len).for_each(|i| v[i] = value(xs[i], ys[i], T::zero())),
+                        Some(e) => {
+                            let es = &e[s..s + len];
+                            (0..len).for_each(|i| v[i] = value(xs[i], ys[i], es[i]))
+                        }
+                    }
+                    if let Some(w) = w {
+                        let ws = &w[s..s + len];
+                        (0..len).for_each(|i| v[i] = v[i] * ws[i]);
+                    }
+                },
+            );
+            return Ok((reduce_summed(values, total, self.shape, self.reduction, None), Grads::default()));
         };
         let (upstream, mut sink) = bw.start();
         let cot = reduce_cot(&upstream, self.shape, self.reduction, None)?;
-        let [mut gx, mut gy] = sink.slots([("input", self.shape, true), ("target", self.shape, true)])?;
-        if gx.is_some() || gy.is_some() {
-            for i in 0..n {
-                let c = match w {
-                    None => cot.at(i),
-                    Some(w) => cot.at(i) * w[i],
-                };
-                let (dx, dy) = grad(i);
+        let (each, scale) = cot.parts();
+        let grads = sink.slots_overwritten([("input", self.shape, true), ("target", self.shape, true)])?;
+        let total = fused(
+            n,
+            values.as_deref_mut(),
+            grads,
+            #[inline(always)]
+            |s, v, [gx, gy]| {
+                let (all, scale) = (all, scale);
+                let len = v.len();
+                let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
+                let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
+                match e {
+                    None => (0..len).for_each(|i| (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero())),
+                    Some(e) => {
+                        let es = &e[s..s + len];
+                        (0..len).for_each(|i| (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i]))
+                    }
+                }
+                // the factor of each element: upstream times weight, (cot * w) as one product
+                let mut c = [scale; BLOCK];
+                if let Some(each) = each {
+                    let es = &each[s..s + len];
+                    (0..len).for_each(|i| c[i] = scale * es[i]);
+                }
+                if let Some(w) = w {
+                    let ws = &w[s..s + len];
+                    (0..len).for_each(|i| {
+                        c[i] = c[i] * ws[i];
+                        v[i] = v[i] * ws[i];
+                    });
+                }
                 if let Some(gx) = gx.as_deref_mut() {
-                    gx[i] = c * dx;
+                    (0..len).for_each(|i| gx[i] = c[i] * dx[i]);
                 }
                 if let Some(gy) = gy.as_deref_mut() {
-                    gy[i] = c * dy;
+                    (0..len).for_each(|i| gy[i] = c[i] * dy[i]);
                 }
-            }
-        }
-        Ok((loss, sink.finish()))
+            },
+        );
+        Ok((reduce_summed(values, total, self.shape, self.reduction, None), sink.finish()))
     }
 }
 
