@@ -104,7 +104,8 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 (),
                 #[inline(always)]
                 |s, v, _| {
-                    let value = value;
+                    // a local copy: its captures stay in registers
+                    let (value, w) = (value, w);
                     let len = v.len();
                     let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                     match e {
@@ -116,7 +117,7 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                     }
                     if let Some(w) = w {
                         let ws = &w[s..s + len];
-                        (0..len).for_each(|i| v[i] = v[i] * ws[i]);
+                        (0..len).for_each(|i| v[i] *= ws[i]);
                     }
                 },
             );
@@ -152,8 +153,8 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 if let Some(w) = w {
                     let ws = &w[s..s + len];
                     (0..len).for_each(|i| {
-                        c[i] = c[i] * ws[i];
-                        v[i] = v[i] * ws[i];
+                        c[i] *= ws[i];
+                        v[i] *= ws[i];
                     });
                 }
                 if let Some(gx) = gx.as_deref_mut() {
