@@ -41,6 +41,7 @@ pub trait Float:
     + SubAssign
     + MulAssign
     + DivAssign
+    + crate::kernels::vmath::VMath
     + 'static
 {
     /// The dtype tag.

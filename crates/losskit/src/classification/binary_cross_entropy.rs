@@ -165,12 +165,12 @@ fn run<T: Float>(
         y,
         None,
         #[inline(always)]
-        move |x, y, _| (y - one) * (-x).ln_1p().max(floor) - y * x.ln().max(floor),
+        move |x, y, _| (y - one) * (-x).vln_1p().max(floor) - y * x.vln().max(floor),
         #[inline(always)]
         move |x, y, _| {
-            let value = (y - one) * (-x).ln_1p().max(floor) - y * x.ln().max(floor);
+            let value = (y - one) * (-x).vln_1p().max(floor) - y * x.vln().max(floor);
             // -logit(x), evaluated as log(x / (1 - x)) like the reference
-            (value, (x - y) / ((one - x) * x).max(eps), -(x / (one - x)).ln())
+            (value, (x - y) / ((one - x) * x).max(eps), -(x / (one - x)).vln())
         },
         backward,
     )

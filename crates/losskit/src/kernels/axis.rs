@@ -6,6 +6,7 @@
 //! flat position `r` of the shape with the axis removed, in C order.
 
 use crate::float::Float;
+use crate::kernels::vmath::VMath;
 
 /// The `outer x len x inner` decomposition of a shape around one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +82,8 @@ impl AxisLayout {
 #[inline]
 pub fn logsumexp_parts<T: Float>(row: &[T]) -> (T, T) {
     let m = row.iter().fold(T::neg_infinity(), |a, &b| if b > a || b.is_nan() { b } else { a });
-    let s = crate::kernels::sum::sum_by(row.len(), |c| (row[c] - m).exp().acc());
-    (m, T::from_acc(s.ln()))
+    let s = crate::kernels::sum::sum_by(row.len(), |c| (row[c] - m).vexp().acc());
+    (m, T::from_acc(s.vln()))
 }
 
 /// `log_softmax` of one row, in place: `x - max - log(sum(exp(x - max)))`.
@@ -104,7 +105,7 @@ pub fn log_softmax_row<T: Float>(row: &mut [T]) {
 pub fn log_softmax_vjp_row<T: Float>(logp: &[T], g: &mut [T]) {
     let s = T::from_acc(crate::kernels::sum::sum_by(g.len(), |c| g[c].acc()));
     for (gi, &lp) in g.iter_mut().zip(logp) {
-        *gi -= lp.exp() * s;
+        *gi -= lp.vexp() * s;
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! - [`sum`]: accurate, deterministic (blocked pairwise) summation in the accumulator type, and
 //!   the chunked multi-threaded driver whose results do not depend on the thread count;
+//! - [`vmath`]: vectorisable `exp`, `ln`, `ln_1p` (branch-free `f32`, at most 2 ulp);
 //! - [`simd`]: run-time dispatch to the best instruction set (AVX-512, AVX2+FMA, portable);
 //! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
 //! - [`axis`]: iteration over the rows of a class (or feature) axis in a C-order tensor, with
@@ -23,4 +24,5 @@ pub mod norm;
 pub mod simd;
 pub mod stable;
 pub mod sum;
+pub mod vmath;
 pub mod xent;

@@ -6,22 +6,22 @@ use crate::float::Float;
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
 #[inline]
 pub fn softplus<T: Float>(x: T) -> T {
-    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
+    x.max(T::zero()) + (-x.abs()).vexp().vln_1p()
 }
 
 /// `log(sigmoid(x)) = -softplus(-x)`.
 #[inline]
 pub fn log_sigmoid<T: Float>(x: T) -> T {
-    x.min(T::zero()) - (-x.abs()).exp().ln_1p()
+    x.min(T::zero()) - (-x.abs()).vexp().vln_1p()
 }
 
 /// The logistic function, without overflow for either sign.
 #[inline]
 pub fn sigmoid<T: Float>(x: T) -> T {
     if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+        T::one() / (T::one() + (-x).vexp())
     } else {
-        let e = x.exp();
+        let e = x.vexp();
         e / (T::one() + e)
     }
 }
@@ -32,7 +32,7 @@ pub fn xlogy<T: Float>(x: T, y: T) -> T {
     if x == T::zero() {
         T::zero()
     } else {
-        x * y.ln()
+        x * y.vln()
     }
 }
 
@@ -44,9 +44,9 @@ pub fn log_cosh<T: Float>(z: T) -> T {
     let a = z.abs();
     if a <= T::one() {
         let s = (a * T::of(0.5)).sinh();
-        (T::of(2.0) * s * s).ln_1p()
+        (T::of(2.0) * s * s).vln_1p()
     } else {
-        a + (-(a + a)).exp().ln_1p() - T::LN_2()
+        a + (-(a + a)).vexp().vln_1p() - T::LN_2()
     }
 }
 

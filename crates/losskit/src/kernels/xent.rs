@@ -33,7 +33,7 @@ pub fn bce_clipped<T: Float>(t: T, p: T, lo: T, hi: T) -> (T, T) {
     let (q, slope) = clip_tie(p, lo, hi);
     let u = T::one() - t;
     let r = T::one() - q;
-    let value = -(t * q.ln() + u * r.ln());
+    let value = -(t * q.vln() + u * r.vln());
     let d = (u / r - t / q) * slope;
     (value, d)
 }
@@ -51,7 +51,7 @@ pub fn log_softmax_xent_row<T: Float>(x: &[T], target: impl Fn(usize) -> T, grad
     if let Some((cot, g)) = grad {
         let tsum = T::from_acc(sum_by(x.len(), |c| target(c).acc()));
         for (c, gc) in g.iter_mut().enumerate() {
-            *gc = cot * (lp(c).exp() * tsum - target(c));
+            *gc = cot * (lp(c).vexp() * tsum - target(c));
         }
     }
     T::from_acc(value)
@@ -71,7 +71,7 @@ pub fn renorm_clip_xent_row<T: Float>(
 ) -> T {
     let s = T::from_acc(sum_by(x.len(), |c| x[c].acc()));
     let q = |c: usize| clip_tie(x[c] / s, lo, hi);
-    let value = -sum_by(x.len(), |c| (target(c) * q(c).0.ln()).acc());
+    let value = -sum_by(x.len(), |c| (target(c) * q(c).0.vln()).acc());
     if let Some((cot, g)) = grad {
         // the cotangent of each clipped probability, then back through x / s
         for (c, gc) in g.iter_mut().enumerate() {

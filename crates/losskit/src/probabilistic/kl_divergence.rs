@@ -151,7 +151,7 @@ fn run<T: Float>(
             let (y, _) = clip_tie(t, eps, one);
             let (q, share) = clip_tie(p, eps, one);
             let ratio = y / q;
-            (y * ratio.ln(), -ratio * share)
+            (y * ratio.vln(), -ratio * share)
         },
         backward,
     )

@@ -136,7 +136,7 @@ fn run<T: Float>(
         #[inline(always)]
         move |t: T, p: T| {
             let q = p + eps;
-            (p - t * q.ln(), T::one() - t / q)
+            (p - t * q.vln(), T::one() - t / q)
         },
         backward,
     )

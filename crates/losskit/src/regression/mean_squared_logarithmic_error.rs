@@ -153,7 +153,7 @@ fn run<T: Float>(
         #[inline(always)]
         move |t: T, p: T| {
             let ((pf, share), (tf, _)) = (max_tie(p, eps), max_tie(t, eps));
-            let delta = pf.ln_1p() - tf.ln_1p();
+            let delta = pf.vln_1p() - tf.vln_1p();
             (delta * delta, two * delta * share / (pf + T::one()))
         },
         backward,
