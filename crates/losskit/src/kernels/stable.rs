@@ -36,6 +36,42 @@ pub fn xlogy<T: Float>(x: T, y: T) -> T {
     }
 }
 
+/// `(log(cosh(z)), tanh(z))` together, vectorisable in `f32`: below `|z| = 1/2` polynomials in
+/// `z^2` (least-squares fits of `log(cosh z) / z^2` and `tanh(z) / z`, relative error below
+/// `5e-8`), above it `|z| + log1p(e^{-2|z|}) - log 2` and `(1 - e^{-2|z|}) / (1 + e^{-2|z|})`,
+/// with one exponential for both (just above `1/2` the cancellation of `|z| - log 2` costs a
+/// few ulps: 6.3e-7 relative at worst, measured). `f64` uses [`log_cosh`] and the standard library's `tanh`.
+#[inline(always)]
+pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
+    if T::DTYPE == crate::float::DType::F64 {
+        return (log_cosh(z), z.tanh());
+    }
+    const LOG_COSH: [f64; 6] = [
+        -5.743_895_890_191_197e-4,
+        2.142_795_827_239_752e-3,
+        -6.740_304_641_425_61e-3,
+        2.222_187_072_038_650_5e-2,
+        -8.333_332_091_569_9e-2,
+        0.5,
+    ];
+    const TANH: [f64; 6] = [
+        -6.613_695_062_696_934e-3,
+        2.126_943_692_564_964_3e-2,
+        -5.389_072_746_038_437e-2,
+        1.333_285_719_156_265_3e-1,
+        -3.333_332_240_581_512_5e-1,
+        1.0,
+    ];
+    let horner = |c: &[f64; 6], u: T| c.iter().fold(T::zero(), |acc, &k| acc * u + T::of(k));
+    let a = z.abs();
+    let u = a * a;
+    let t = (-(a + a)).vexp();
+    let small = a < T::of(0.5);
+    let lc = if small { u * horner(&LOG_COSH, u) } else { a + t.vln_1p() - T::LN_2() };
+    let th = if small { a * horner(&TANH, u) } else { (T::one() - t) / (T::one() + t) };
+    (lc, th.copysign(z))
+}
+
 /// `log(cosh(z))` without overflow and without cancellation: `log1p(2 sinh(z/2)^2)`
 /// (`cosh z - 1` computed exactly) for `|z| <= 1`, where the result is about `z^2/2`, and
 /// `|z| + log1p(exp(-2|z|)) - log 2` above, where nothing overflows.
@@ -192,5 +228,29 @@ mod tests {
     fn xlogy_zero() {
         assert_eq!(xlogy(0.0f64, 0.0), 0.0);
         assert_eq!(xlogy(2.0f64, 1.0), 0.0);
+    }
+
+    #[test]
+    fn log_cosh_tanh_f32_is_accurate_on_both_sides_of_the_switch() {
+        // every 101st f32 in [-30, 30] (both branches, the switch at 1/2, the saturation of tanh)
+        let mut worst = (0.0f64, 0.0f64);
+        for bits in (0..30.0f32.to_bits()).step_by(101) {
+            for z in [f32::from_bits(bits), -f32::from_bits(bits)] {
+                let (lc, th) = log_cosh_tanh(z);
+                let zd = z as f64;
+                // f64's cosh(z) - 1 loses small z: the series there (next term below 1e-17 relative)
+                let u = zd * zd;
+                let elc = if zd.abs() < 1e-2 { u / 2.0 - u * u / 12.0 + u * u * u / 45.0 } else { zd.cosh().ln() };
+                let eth = zd.tanh();
+                // relative, except in the subnormal range where f32 itself has absolute steps
+                let rel = |a: f32, b: f64| (a as f64 - b).abs() / b.abs().max(f32::MIN_POSITIVE as f64);
+                worst = (worst.0.max(rel(lc, elc)), worst.1.max(rel(th, eth)));
+            }
+        }
+        // measured 6.3e-7 and 1.5e-7: the cancellation of |z| - log 2 just above the switch
+        // costs log(cosh) a few ulps (8 ulps = 1e-6 allowed), far inside the 2e-5 contract
+        assert!(worst.0 < 1e-6 && worst.1 < 2.4e-7, "relative errors {worst:?}");
+        assert_eq!(log_cosh_tanh(f32::INFINITY), (f32::INFINITY, 1.0));
+        assert_eq!(log_cosh_tanh(-1e4f32), (1e4 - std::f32::consts::LN_2, -1.0));
     }
 }

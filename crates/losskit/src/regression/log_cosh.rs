@@ -139,7 +139,7 @@ fn run<T: Float>(
         #[inline(always)]
         move |t: T, p: T| {
             let e = p - t;
-            (stable::log_cosh(e), e.tanh())
+            stable::log_cosh_tanh(e)
         },
         backward,
     )
