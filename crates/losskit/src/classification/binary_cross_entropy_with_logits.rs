@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::broadcast::expand;
-use crate::kernels::stable::{log_sigmoid, sigmoid};
+use crate::kernels::stable::{log_sigmoid, log_sigmoid_and_sigmoid};
 use crate::reduction::Reduction;
 use crate::tensor::{Tensor, View};
 
@@ -162,7 +162,10 @@ fn run<T: Float>(
             #[inline(always)]
             move |x, y, _| (one - y) * x - log_sigmoid(x),
             #[inline(always)]
-            move |x, y, _| ((one - y) * x - log_sigmoid(x), sigmoid(x) - y, -x),
+            move |x, y, _| {
+                let (ls, sig) = log_sigmoid_and_sigmoid(x);
+                ((one - y) * x - ls, sig - y, -x)
+            },
             backward,
         ),
         Some(pw) => frame.run(
@@ -174,8 +177,10 @@ fn run<T: Float>(
             #[inline(always)]
             move |x, y, pw| {
                 let py = pw * y;
-                let (ls, lsm) = (log_sigmoid(x), log_sigmoid(-x));
-                ((one - y) * x - ((pw - one) * y + one) * ls, (py + one - y) * sigmoid(x) - py, lsm - pw * ls)
+                let (ls, sig) = log_sigmoid_and_sigmoid(x);
+                // log(sigmoid(-x)) = log(sigmoid(x)) - x
+                let lsm = ls - x;
+                ((one - y) * x - ((pw - one) * y + one) * ls, (py + one - y) * sig - py, lsm - pw * ls)
             },
             backward,
         ),

@@ -109,15 +109,23 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                     let len = v.len();
                     let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                     match e {
-                        None => (0..len).for_each(|i| v[i] = value(xs[i], ys[i], T::zero())),
+                        None => {
+                            for i in 0..len {
+                                v[i] = value(xs[i], ys[i], T::zero());
+                            }
+                        }
                         Some(e) => {
                             let es = &e[s..s + len];
-                            (0..len).for_each(|i| v[i] = value(xs[i], ys[i], es[i]))
+                            for i in 0..len {
+                                v[i] = value(xs[i], ys[i], es[i]);
+                            }
                         }
                     }
                     if let Some(w) = w {
                         let ws = &w[s..s + len];
-                        (0..len).for_each(|i| v[i] *= ws[i]);
+                        for i in 0..len {
+                            v[i] *= ws[i];
+                        }
                     }
                 },
             );
@@ -138,30 +146,42 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                 let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
                 match e {
-                    None => (0..len).for_each(|i| (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero())),
+                    None => {
+                        for i in 0..len {
+                            (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero());
+                        }
+                    }
                     Some(e) => {
                         let es = &e[s..s + len];
-                        (0..len).for_each(|i| (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i]))
+                        for i in 0..len {
+                            (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i]);
+                        }
                     }
                 }
                 // the factor of each element: upstream times weight, (cot * w) as one product
                 let mut c = [scale; BLOCK];
                 if let Some(each) = each {
                     let es = &each[s..s + len];
-                    (0..len).for_each(|i| c[i] = scale * es[i]);
+                    for i in 0..len {
+                        c[i] = scale * es[i];
+                    }
                 }
                 if let Some(w) = w {
                     let ws = &w[s..s + len];
-                    (0..len).for_each(|i| {
+                    for i in 0..len {
                         c[i] *= ws[i];
                         v[i] *= ws[i];
-                    });
+                    }
                 }
                 if let Some(gx) = gx.as_deref_mut() {
-                    (0..len).for_each(|i| gx[i] = c[i] * dx[i]);
+                    for i in 0..len {
+                        gx[i] = c[i] * dx[i];
+                    }
                 }
                 if let Some(gy) = gy.as_deref_mut() {
-                    (0..len).for_each(|i| gy[i] = c[i] * dy[i]);
+                    for i in 0..len {
+                        gy[i] = c[i] * dy[i];
+                    }
                 }
             },
         );

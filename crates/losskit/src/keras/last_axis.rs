@@ -92,12 +92,18 @@ pub(crate) fn last_axis_loss<T: Float>(
                             let (ts, ps) = (&yt[s..s + len], &yp[s..s + len]);
                             let v = &mut scratch[..len];
                             match (c, g_row.split_front(len)) {
-                                (Some(c), Some(g)) => (0..len).for_each(|i| {
-                                    let (l, dl) = term(ts[i], ps[i]);
-                                    v[i] = l;
-                                    g[i] = c * dl;
-                                }),
-                                _ => (0..len).for_each(|i| v[i] = term(ts[i], ps[i]).0),
+                                (Some(c), Some(g)) => {
+                                    for i in 0..len {
+                                        let (l, dl) = term(ts[i], ps[i]);
+                                        v[i] = l;
+                                        g[i] = c * dl;
+                                    }
+                                }
+                                _ => {
+                                    for i in 0..len {
+                                        v[i] = term(ts[i], ps[i]).0;
+                                    }
+                                }
                             }
                             parts[nb] = block_sum(v);
                             nb += 1;

@@ -4,26 +4,31 @@
 use crate::float::Float;
 
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
-#[inline]
+#[inline(always)]
 pub fn softplus<T: Float>(x: T) -> T {
     x.max(T::zero()) + (-x.abs()).vexp().vln_1p()
 }
 
 /// `log(sigmoid(x)) = -softplus(-x)`.
-#[inline]
+#[inline(always)]
 pub fn log_sigmoid<T: Float>(x: T) -> T {
     x.min(T::zero()) - (-x.abs()).vexp().vln_1p()
 }
 
-/// The logistic function, without overflow for either sign.
-#[inline]
+/// The logistic function, without overflow for either sign (branch-free: `1 / (1 + e)` or
+/// `e / (1 + e)` with `e = exp(-|x|)`).
+#[inline(always)]
 pub fn sigmoid<T: Float>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).vexp())
-    } else {
-        let e = x.vexp();
-        e / (T::one() + e)
-    }
+    log_sigmoid_and_sigmoid(x).1
+}
+
+/// `(log(sigmoid(x)), sigmoid(x))` from one exponential `e = exp(-|x|)`.
+#[inline(always)]
+pub fn log_sigmoid_and_sigmoid<T: Float>(x: T) -> (T, T) {
+    let e = (-x.abs()).vexp();
+    let r = T::one() / (T::one() + e);
+    let sig = if x >= T::zero() { r } else { e * r };
+    (x.min(T::zero()) - e.vln_1p(), sig)
 }
 
 /// `x * log(y)`, defined as `0` when `x == 0` (whatever `y`).
@@ -62,14 +67,20 @@ pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
         -3.333_332_240_581_512_5e-1,
         1.0,
     ];
-    let horner = |c: &[f64; 6], u: T| c.iter().fold(T::zero(), |acc, &k| acc * u + T::of(k));
     let a = z.abs();
     let u = a * a;
     let t = (-(a + a)).vexp();
     let small = a < T::of(0.5);
-    let lc = if small { u * horner(&LOG_COSH, u) } else { a + t.vln_1p() - T::LN_2() };
-    let th = if small { a * horner(&TANH, u) } else { (T::one() - t) / (T::one() + t) };
+    let lc = if small { u * horner6(&LOG_COSH, u) } else { a + t.vln_1p() - T::LN_2() };
+    let th = if small { a * horner6(&TANH, u) } else { (T::one() - t) / (T::one() + t) };
     (lc, th.copysign(z))
+}
+
+/// `c[0] u^5 + ... + c[5]` (Horner), written out so that it inlines into vector loops.
+#[inline(always)]
+fn horner6<T: Float>(c: &[f64; 6], u: T) -> T {
+    let k = |i: usize| T::of(c[i]);
+    ((((k(0) * u + k(1)) * u + k(2)) * u + k(3)) * u + k(4)) * u + k(5)
 }
 
 /// `log(cosh(z))` without overflow and without cancellation: `log1p(2 sinh(z/2)^2)`

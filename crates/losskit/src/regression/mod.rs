@@ -123,41 +123,45 @@ pub(crate) fn torch_pointwise<T: Float>(
             };
             // cot_i * w_i, computed as (cot * w) * f' like the unfused formula
             match (w, each) {
-                (None, None) => (0..len).for_each(|i| {
-                    let (l, d) = f(xs[i] - ys[i]);
-                    v[i] = l;
-                    dx[i] = scale * d;
-                }),
+                (None, None) => {
+                    for i in 0..len {
+                        let (l, d) = f(xs[i] - ys[i]);
+                        v[i] = l;
+                        dx[i] = scale * d;
+                    }
+                }
                 (Some(w), None) => {
                     let ws = &w[s..s + len];
-                    (0..len).for_each(|i| {
+                    for i in 0..len {
                         let (l, d) = f(xs[i] - ys[i]);
                         v[i] = ws[i] * l;
                         dx[i] = scale * ws[i] * d;
-                    })
+                    }
                 }
                 (None, Some(e)) => {
                     let es = &e[s..s + len];
-                    (0..len).for_each(|i| {
+                    for i in 0..len {
                         let (l, d) = f(xs[i] - ys[i]);
                         v[i] = l;
                         dx[i] = scale * es[i] * d;
-                    })
+                    }
                 }
                 (Some(w), Some(e)) => {
                     let (ws, es) = (&w[s..s + len], &e[s..s + len]);
-                    (0..len).for_each(|i| {
+                    for i in 0..len {
                         let (l, d) = f(xs[i] - ys[i]);
                         v[i] = ws[i] * l;
                         dx[i] = scale * es[i] * ws[i] * d;
-                    })
+                    }
                 }
             }
             if let Some(gy) = gy.as_deref_mut() {
-                (0..len).for_each(|i| gy[i] = -dx[i]);
+                for i in 0..len {
+                    gy[i] = -dx[i];
+                }
             }
             if let Some(gw) = gw.as_deref_mut() {
-                (0..len).for_each(|i| {
+                for i in 0..len {
                     let c = match each {
                         Some(e) => scale * e[s + i],
                         None => scale,
@@ -167,7 +171,7 @@ pub(crate) fn torch_pointwise<T: Float>(
                         Some(m) => c * T::from_acc(l.acc() - m),
                         None => c * l,
                     };
-                });
+                }
             }
         },
     );
@@ -182,10 +186,16 @@ fn value_tile<T: Float>(x: &[T], y: &[T], w: Option<&[T]>, f: &(impl Fn(T) -> (T
     let len = v.len();
     let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
     match w {
-        None => (0..len).for_each(|i| v[i] = f(xs[i] - ys[i]).0),
+        None => {
+            for i in 0..len {
+                v[i] = f(xs[i] - ys[i]).0;
+            }
+        }
         Some(w) => {
             let ws = &w[s..s + len];
-            (0..len).for_each(|i| v[i] = ws[i] * f(xs[i] - ys[i]).0)
+            for i in 0..len {
+                v[i] = ws[i] * f(xs[i] - ys[i]).0;
+            }
         }
     }
 }
