@@ -56,7 +56,7 @@ fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
     // 2^k as two factors: k goes down to -150 where a single exponent field cannot
     let k = kf as i32;
@@ -93,7 +93,7 @@ fn ln_f32(x: f32) -> f32 {
     p = p * f - 1.666_805_8e-1;
     p = p * f + 2.000_071_5e-1;
     p = p * f - 2.499_999_4e-1;
-    p = p * f + 3.333_333_1e-1;
+    p = p * f + 3.333_333e-1;
     let ef = e as f32;
     let y = p * f * z + ef * LN2_LO - 0.5 * z;
     let v = f + y + ef * LN2_HI;
