@@ -9,7 +9,9 @@ use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
-use crate::kernels::sum::sum_by;
+use crate::kernels::simd::dispatch;
+use crate::kernels::sum::{par_units, sum_by, Every, SplitOut, CHUNK};
+use crate::kernels::xent::{index_xent_row, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
@@ -230,6 +232,9 @@ fn indices<T: Float>(
     let targets = IndexTargets::new(input.shape(), target, weight, ignore_index)?;
     let layout = targets.rows.layout;
     let sm = smoothing::<T>(label_smoothing, layout.len);
+    if layout.inner == 1 && layout.len > 0 {
+        return indices_contiguous(input, &targets, sm, reduction, backward);
+    }
     let w = targets.weight();
     let row_value = |r: usize, logp: &[T]| -> T {
         let class = targets.class(r);
@@ -273,6 +278,55 @@ fn indices<T: Float>(
         }
     });
     Ok((targets.reduce(values, reduction), sink.finish()))
+}
+
+/// [`indices`] for rows that are contiguous (the class dimension last, as for `(N, C)`): every
+/// row in one pass ([`index_xent_row`]), rows split over threads in fixed chunks.
+fn indices_contiguous<T: Float>(
+    input: &View<'_, T>,
+    targets: &IndexTargets<'_, T>,
+    sm: Option<(T, T)>,
+    reduction: Reduction,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let x = input.data();
+    let classes = targets.rows.layout.len;
+    let rows = targets.rows.layout.rows();
+    let smoothing = sm.map(|(keep, per_class)| Smoothing { keep, per_class });
+    let w = targets.weight();
+    let mut values = vec![T::zero(); rows];
+    let (cot, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(targets.row_cotangents(&upstream, reduction)?), Some(sink))
+        }
+    };
+    let [gx] = match sink.as_mut() {
+        Some(sink) => sink.slots_overwritten([("input", input.shape(), true)])?,
+        None => [None],
+    };
+    let cot = cot.as_deref();
+    let rows_per_chunk = (CHUNK / classes).max(1);
+    par_units(rows, rows_per_chunk, (Every(Some(&mut values[..]), classes), gx), classes, |r0, r1, (vals, mut g)| {
+        let vals = vals.0.unwrap_or_default();
+        dispatch(
+            #[inline(always)]
+            || {
+                let mut scratch = Vec::new();
+                for (k, r) in (r0..r1).enumerate() {
+                    let row = &x[r * classes..(r + 1) * classes];
+                    let grad = match (cot, g.split_front(classes)) {
+                        (Some(c), Some(g_row)) => Some((c[r], g_row)),
+                        _ => None,
+                    };
+                    vals[k] = index_xent_row(row, targets.class(r), smoothing, w, grad, &mut scratch);
+                }
+                0.0
+            },
+        )
+    });
+    Ok((targets.reduce(values, reduction), sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
 /// Probability targets: `-sum_c w_c ỹ_c logp_c` with `ỹ = (1 - ε) y + ε / C`.

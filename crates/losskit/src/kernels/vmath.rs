@@ -49,7 +49,8 @@ fn pow2i(k: i32) -> f32 {
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     let xc = x.clamp(EXP_MIN, EXP_MAX);
-    let kf = (xc * LOG2_E + ROUNDER) - ROUNDER;
+    let shifted = xc * LOG2_E + ROUNDER;
+    let kf = shifted - ROUNDER;
     let r = (xc - kf * LN2_HI) - kf * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -59,7 +60,9 @@ fn exp_f32(x: f32) -> f32 {
     p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
     // 2^k as two factors: k goes down to -150 where a single exponent field cannot
-    let k = kf as i32;
+    // k from the low bits of `shifted` (1.5 * 2^23 + k): a float-to-int cast saturates, which
+    // the compiler leaves scalar
+    let k = shifted.to_bits() as i32 - 0x4b40_0000;
     let k1 = k >> 1;
     let v = y * pow2i(k1) * pow2i(k - k1);
     let v = if x > EXP_MAX { f32::INFINITY } else { v };

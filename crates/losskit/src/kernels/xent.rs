@@ -12,7 +12,7 @@
 use crate::float::Float;
 use crate::kernels::axis::logsumexp_parts;
 use crate::kernels::stable::{clip_tie, log_sigmoid, sigmoid};
-use crate::kernels::sum::sum_by;
+use crate::kernels::sum::{block_sum, sum_by, tree, BLOCK, LANES};
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
 /// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
@@ -85,6 +85,135 @@ pub fn renorm_clip_xent_row<T: Float>(
         }
     }
     T::from_acc(value)
+}
+
+/// Label smoothing of an index target: the kept share `1 - ε` of the target's term and the
+/// share `ε / C` of every class's term.
+#[derive(Clone, Copy, Debug)]
+pub struct Smoothing<T> {
+    /// `1 - ε`.
+    pub keep: T,
+    /// `ε / C`.
+    pub per_class: T,
+}
+
+/// The maximum of a row, NaN if any entry is NaN; in [`LANES`] vertical lanes so that it
+/// vectorises.
+#[inline(always)]
+fn row_max<T: Float>(x: &[T]) -> T {
+    let mut lanes = [T::neg_infinity(); LANES];
+    let mut groups = x.chunks_exact(LANES);
+    for g in &mut groups {
+        if let Ok(g) = <&[T; LANES]>::try_from(g) {
+            for l in 0..LANES {
+                let v = g[l];
+                // NaN-propagating: once a lane is NaN it stays NaN
+                lanes[l] = if v > lanes[l] || v.is_nan() { v } else { lanes[l] };
+            }
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(groups.remainder()) {
+        *lane = if v > *lane || v.is_nan() { v } else { *lane };
+    }
+    // a NaN m stays: nothing compares greater than it
+    lanes.iter().fold(T::neg_infinity(), |m, &v| if v > m || v.is_nan() { v } else { m })
+}
+
+/// Softmax cross-entropy of one contiguous row of logits `x` against class `target` (`None`:
+/// an ignored row, value 0), with optional class weights `w` and label smoothing, in one read
+/// of the row from memory and one exponential per element:
+///
+/// 1. the row maximum `m`;
+/// 2. `e_c = exp(x_c - m)` (written into the gradient row when there is one) and their sum
+///    `S`, and with smoothing `sum_c w_c (x_c - m)`;
+/// 3. with `grad = Some((s, g))`: `g_c = s * d value / d x_c`, from `p_c = e_c / S`, in place.
+///
+/// The value is `-(1 - ε) w_t logp_t - ε/C sum_c w_c logp_c` with
+/// `logp_c = (x_c - m) - log S`; the gradient with respect to the log-probabilities is
+/// `γ_c = -s (ε/C w_c + [c = t] (1 - ε) w_t)` and with respect to the logits
+/// `γ_c - p_c sum_k γ_k`. `scratch` is a reusable buffer for the block sums.
+#[inline(always)]
+pub fn index_xent_row<T: Float>(
+    x: &[T],
+    target: Option<usize>,
+    smoothing: Option<Smoothing<T>>,
+    w: Option<&[T]>,
+    grad: Option<(T, &mut [T])>,
+    scratch: &mut Vec<f64>,
+) -> T {
+    let n = x.len();
+    let m = row_max(x);
+    let (s, mut g) = match grad {
+        Some((s, g)) => (s, Some(g)),
+        None => (T::zero(), None),
+    };
+    scratch.clear();
+    let mut tile = [T::zero(); BLOCK];
+    // pass 2: exponentials and their sum (and the weighted sum of x - m for smoothing)
+    let mut shifted = 0.0f64;
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        let xs = &x[start..start + len];
+        let e: &mut [T] = match g.as_deref_mut() {
+            Some(g) => &mut g[start..start + len],
+            None => &mut tile[..len],
+        };
+        for c in 0..len {
+            e[c] = (xs[c] - m).vexp();
+        }
+        scratch.push(block_sum(e));
+        if smoothing.is_some() {
+            let mut d = [T::zero(); BLOCK];
+            match w {
+                None => (0..len).for_each(|c| d[c] = xs[c] - m),
+                Some(w) => {
+                    let ws = &w[start..start + len];
+                    (0..len).for_each(|c| d[c] = ws[c] * (xs[c] - m))
+                }
+            }
+            shifted += block_sum(&d[..len]);
+        }
+        start += len;
+    }
+    let sum = tree(scratch);
+    let lse = T::from_acc(sum.ln());
+    let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
+    let total_weight = match w {
+        None => n as f64,
+        Some(w) => sum_by(n, |c| w[c].acc()),
+    };
+    let nll = target.map_or(T::zero(), |t| -(((x[t] - m) - lse) * wt(t)));
+    let value = match smoothing {
+        None => nll,
+        Some(sm) => {
+            let smooth = if target.is_some() { T::from_acc(lse.acc() * total_weight - shifted) } else { T::zero() };
+            sm.keep * nll + smooth * sm.per_class
+        }
+    };
+    if let Some(g) = g {
+        let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
+        let k = -(per_class * s);
+        let at_target = target.map_or(T::zero(), |t| -(keep * s * wt(t)));
+        let gamma_sum = k * T::from_acc(total_weight) + at_target;
+        let inv = T::from_acc(1.0 / sum);
+        match (w, smoothing.is_some()) {
+            (Some(w), true) => {
+                for c in 0..n {
+                    g[c] = k * w[c] - g[c] * inv * gamma_sum;
+                }
+            }
+            _ => {
+                for gc in g.iter_mut() {
+                    *gc = k - *gc * inv * gamma_sum;
+                }
+            }
+        }
+        if let Some(t) = target {
+            g[t] += at_target;
+        }
+    }
+    value
 }
 
 #[cfg(test)]
