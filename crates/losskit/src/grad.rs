@@ -162,7 +162,7 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
                 for (k, (name, shape, present)) in req.iter().enumerate() {
                     if *present {
                         let n = crate::tensor::numel(shape);
-                        items.push((name, Tensor::from_parts(vec![T::zero(); n], shape.to_vec())));
+                        items.push((name, Tensor::from_parts(crate::kernels::alloc::zeroed(n), shape.to_vec())));
                         which.push(k);
                     }
                 }

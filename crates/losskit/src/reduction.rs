@@ -191,7 +191,7 @@ pub(crate) fn reduce_summed<T: Float>(
 /// An output buffer for the unreduced values when `red` is `none` (a zeroed allocation, which
 /// costs nothing until written).
 pub(crate) fn keep_values<T: Float>(red: Reduction, n: usize) -> Option<Vec<T>> {
-    (red == Reduction::None).then(|| vec![T::zero(); n])
+    (red == Reduction::None).then(|| crate::kernels::alloc::zeroed(n))
 }
 
 /// The backward counterpart of [`reduce`]: the gradient of the output with respect to each

@@ -4,6 +4,7 @@
 //!
 //! - [`sum`]: accurate, deterministic (blocked pairwise) summation in the accumulator type, and
 //!   the chunked multi-threaded driver whose results do not depend on the thread count;
+//! - [`alloc`]: fresh output buffers (huge pages for large ones, fewer first-touch faults);
 //! - [`vmath`]: vectorisable `exp`, `ln`, `ln_1p` (branch-free `f32`, at most 2 ulp);
 //! - [`simd`]: run-time dispatch to the best instruction set (AVX-512, AVX2+FMA, portable);
 //! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
@@ -17,6 +18,7 @@
 //!   rows of class scores) with their gradients;
 //! - [`cosine`]: the Keras cosine of two rows (L2 normalisation with an epsilon floor).
 
+pub mod alloc;
 pub mod axis;
 pub mod broadcast;
 pub mod cosine;
