@@ -162,14 +162,8 @@ pub(crate) fn reduce<T: Float>(
     red: Reduction,
     mean_denominator: Option<f64>,
 ) -> Tensor<T> {
-    match red {
-        Reduction::None => Tensor::from_parts(values, shape.to_vec()),
-        Reduction::Sum => Tensor::scalar(T::from_acc(sum_acc(&values))),
-        _ => {
-            let d = mean_denominator.unwrap_or(numel(shape) as f64);
-            Tensor::scalar(T::from_acc(sum_acc(&values) / d))
-        }
-    }
+    let total = if red == Reduction::None { 0.0 } else { sum_acc(&values) };
+    reduce_summed(Some(values), total, shape, red, mean_denominator)
 }
 
 /// [`reduce`] for a kernel that summed the values as it computed them: `values` (kept only

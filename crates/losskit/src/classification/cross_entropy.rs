@@ -293,7 +293,8 @@ fn indices_contiguous<T: Float>(
     let classes = targets.rows.layout.len;
     let rows = targets.rows.layout.rows();
     let smoothing = sm.map(|(keep, per_class)| Smoothing { keep, per_class });
-    let w = targets.weight();
+    // the class weights and their sum, the same for every row
+    let weights = targets.weight().map(|w| (w, sum_by(classes, |c| w[c].acc())));
     let mut values = vec![T::zero(); rows];
     let (cot, mut sink) = match backward {
         None => (None, None),
@@ -320,7 +321,7 @@ fn indices_contiguous<T: Float>(
                         (Some(c), Some(g_row)) => Some((c[r], g_row)),
                         _ => None,
                     };
-                    vals[k] = index_xent_row(row, targets.class(r), smoothing, w, grad, &mut scratch);
+                    vals[k] = index_xent_row(row, targets.class(r), smoothing, weights, grad, &mut scratch);
                 }
                 0.0
             },

@@ -6,6 +6,7 @@
 //! flat position `r` of the shape with the axis removed, in C order.
 
 use crate::float::Float;
+use crate::kernels::sum::LANES;
 use crate::kernels::vmath::VMath;
 
 /// The `outer x len x inner` decomposition of a shape around one axis.
@@ -75,13 +76,35 @@ impl AxisLayout {
     }
 }
 
+/// The maximum of a row, NaN if any entry is NaN; in [`LANES`] vertical lanes so that it
+/// vectorises.
+#[inline(always)]
+pub fn row_max<T: Float>(x: &[T]) -> T {
+    let mut lanes = [T::neg_infinity(); LANES];
+    let mut groups = x.chunks_exact(LANES);
+    for g in &mut groups {
+        if let Ok(g) = <&[T; LANES]>::try_from(g) {
+            for l in 0..LANES {
+                let v = g[l];
+                // NaN-propagating: once a lane is NaN it stays NaN
+                lanes[l] = if v > lanes[l] || v.is_nan() { v } else { lanes[l] };
+            }
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(groups.remainder()) {
+        *lane = if v > *lane || v.is_nan() { v } else { *lane };
+    }
+    // a NaN m stays: nothing compares greater than it
+    lanes.iter().fold(T::neg_infinity(), |m, &v| if v > m || v.is_nan() { v } else { m })
+}
+
 /// `max(row)` and `log(sum(exp(row - max)))`: `max + lse_shifted` is the log-sum-exp.
 ///
 /// The shift by the maximum keeps every exponent `<= 0`. A row whose maximum is `-inf` (all
 /// `-inf`) or `+inf` gives NaN, as in PyTorch.
 #[inline]
 pub fn logsumexp_parts<T: Float>(row: &[T]) -> (T, T) {
-    let m = row.iter().fold(T::neg_infinity(), |a, &b| if b > a || b.is_nan() { b } else { a });
+    let m = row_max(row);
     let s = crate::kernels::sum::sum_by(row.len(), |c| (row[c] - m).vexp().acc());
     (m, T::from_acc(s.vln()))
 }

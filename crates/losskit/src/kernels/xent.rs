@@ -10,9 +10,9 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::axis::logsumexp_parts;
+use crate::kernels::axis::{logsumexp_parts, row_max};
 use crate::kernels::stable::{clip_tie, log_sigmoid, sigmoid};
-use crate::kernels::sum::{block_sum, sum_by, tree, BLOCK, LANES};
+use crate::kernels::sum::{block_sum, sum_by, tree, BLOCK};
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
 /// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
@@ -97,28 +97,6 @@ pub struct Smoothing<T> {
     pub per_class: T,
 }
 
-/// The maximum of a row, NaN if any entry is NaN; in [`LANES`] vertical lanes so that it
-/// vectorises.
-#[inline(always)]
-fn row_max<T: Float>(x: &[T]) -> T {
-    let mut lanes = [T::neg_infinity(); LANES];
-    let mut groups = x.chunks_exact(LANES);
-    for g in &mut groups {
-        if let Ok(g) = <&[T; LANES]>::try_from(g) {
-            for l in 0..LANES {
-                let v = g[l];
-                // NaN-propagating: once a lane is NaN it stays NaN
-                lanes[l] = if v > lanes[l] || v.is_nan() { v } else { lanes[l] };
-            }
-        }
-    }
-    for (lane, &v) in lanes.iter_mut().zip(groups.remainder()) {
-        *lane = if v > *lane || v.is_nan() { v } else { *lane };
-    }
-    // a NaN m stays: nothing compares greater than it
-    lanes.iter().fold(T::neg_infinity(), |m, &v| if v > m || v.is_nan() { v } else { m })
-}
-
 /// Softmax cross-entropy of one contiguous row of logits `x` against class `target` (`None`:
 /// an ignored row, value 0), with optional class weights `w` and label smoothing, in one read
 /// of the row from memory and one exponential per element:
@@ -131,17 +109,20 @@ fn row_max<T: Float>(x: &[T]) -> T {
 /// The value is `-(1 - ε) w_t logp_t - ε/C sum_c w_c logp_c` with
 /// `logp_c = (x_c - m) - log S`; the gradient with respect to the log-probabilities is
 /// `γ_c = -s (ε/C w_c + [c = t] (1 - ε) w_t)` and with respect to the logits
-/// `γ_c - p_c sum_k γ_k`. `scratch` is a reusable buffer for the block sums.
+/// `γ_c - p_c sum_k γ_k`. `weights` are the class weights with their sum (the same for every
+/// row, so the caller computes it once). `scratch` is a reusable buffer for the block sums.
 #[inline(always)]
 pub fn index_xent_row<T: Float>(
     x: &[T],
     target: Option<usize>,
     smoothing: Option<Smoothing<T>>,
-    w: Option<&[T]>,
+    weights: Option<(&[T], f64)>,
     grad: Option<(T, &mut [T])>,
     scratch: &mut Vec<f64>,
 ) -> T {
     let n = x.len();
+    let w = weights.map(|(w, _)| w);
+    let total_weight = weights.map_or(n as f64, |(_, total)| total);
     let m = row_max(x);
     let (s, mut g) = match grad {
         Some((s, g)) => (s, Some(g)),
@@ -166,10 +147,16 @@ pub fn index_xent_row<T: Float>(
         if smoothing.is_some() {
             let mut d = [T::zero(); BLOCK];
             match w {
-                None => (0..len).for_each(|c| d[c] = xs[c] - m),
+                None => {
+                    for c in 0..len {
+                        d[c] = xs[c] - m;
+                    }
+                }
                 Some(w) => {
                     let ws = &w[start..start + len];
-                    (0..len).for_each(|c| d[c] = ws[c] * (xs[c] - m))
+                    for c in 0..len {
+                        d[c] = ws[c] * (xs[c] - m);
+                    }
                 }
             }
             shifted += block_sum(&d[..len]);
@@ -179,10 +166,6 @@ pub fn index_xent_row<T: Float>(
     let sum = tree(scratch);
     let lse = T::from_acc(sum.ln());
     let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
-    let total_weight = match w {
-        None => n as f64,
-        Some(w) => sum_by(n, |c| w[c].acc()),
-    };
     let nll = target.map_or(T::zero(), |t| -(((x[t] - m) - lse) * wt(t)));
     let value = match smoothing {
         None => nll,
