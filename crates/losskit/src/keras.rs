@@ -211,8 +211,14 @@ pub(crate) struct Row<'r, T> {
 ///
 /// `shape` is the (aligned) shape both `target` and `pred` are read with and `axis < shape.len()`
 /// the reduced axis; the per-sample loss has `shape` without `axis`. `row` returns the value of
-/// one row and, given `Some((cot, grad))`, overwrites `grad` (zero-filled, the row's length) with
-/// `cot * d value / d pred`. The gradient is reported for `y_pred`, in `pred`'s own shape.
+/// one row and, given `Some((cot, grad))`, overwrites every element of `grad` (the row's length)
+/// with `cot * d value / d pred`. The gradient is reported for `y_pred`, in `pred`'s own shape.
+///
+/// The upstream gradient of every sample is known before any value (the reduction is linear),
+/// so one pass computes values and gradients. Along the last axis the rows are contiguous and
+/// run through [`par_rows`](crate::kernels::sum::par_rows) (threads over fixed chunks of rows,
+/// SIMD-dispatched: pass `row` as an `#[inline(always)]` closure); along another axis each row
+/// is gathered into a buffer and its gradient scattered back.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn keras_rows<T: Float>(
     shape: &[usize],
@@ -223,7 +229,7 @@ pub(crate) fn keras_rows<T: Float>(
     mask: Option<&[bool]>,
     reduction: Reduction,
     backward: Option<crate::grad::Backward<'_, '_, T>>,
-    mut row: impl FnMut(Row<'_, T>, Option<(T, &mut [T])>) -> T,
+    row: impl Fn(Row<'_, T>, Option<(T, &mut [T])>, &mut Vec<f64>) -> T + Sync,
 ) -> Result<(Tensor<T>, crate::grad::Grads<T>)> {
     use crate::kernels::axis::AxisLayout;
     debug_assert!(axis < shape.len() && numel(shape) == pred.len());
@@ -231,55 +237,59 @@ pub(crate) fn keras_rows<T: Float>(
     let per_sample: Vec<usize> = shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).collect();
     let reducer = KerasReduce::new(reduction, &per_sample, sample_weight, mask)?;
     let n = layout.len;
-    let contiguous = layout.inner == 1;
-    let (mut tbuf, mut pbuf) =
-        if contiguous { (Vec::new(), Vec::new()) } else { (vec![T::zero(); n], vec![T::zero(); n]) };
     let mut values = vec![T::zero(); layout.rows()];
-    let Some(bw) = backward else {
-        for (r, v) in values.iter_mut().enumerate() {
-            let b = layout.base(r);
-            let (t, p): (&[T], &[T]) = if contiguous {
-                (target.map_or(&[][..], |t| &t[b..b + n]), &pred.data()[b..b + n])
-            } else {
-                if let Some(t) = target {
-                    layout.gather(t, r, &mut tbuf);
-                }
-                layout.gather(pred.data(), r, &mut pbuf);
-                (if target.is_some() { &tbuf } else { &[] }, &pbuf)
-            };
-            *v = row(Row { index: r, target: t, pred: p }, None);
+    let (cots, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(reducer.backward(&upstream)?), Some(sink))
         }
-        return Ok((reducer.reduce(&values), crate::grad::Grads::default()));
     };
-    let (upstream, mut sink) = bw.start();
-    let cots = reducer.backward(&upstream)?;
-    let [mut grad] = sink.slots([("y_pred", pred.shape(), true)])?;
-    let mut gbuf = if contiguous { Vec::new() } else { vec![T::zero(); n] };
+    if layout.inner == 1 {
+        let [grad] = match sink.as_mut() {
+            Some(sink) => sink.slots_overwritten([("y_pred", pred.shape(), true)])?,
+            None => [None],
+        };
+        let (p, cots) = (pred.data(), cots.as_deref());
+        crate::kernels::sum::par_rows(
+            layout.rows(),
+            n,
+            &mut values,
+            grad,
+            #[inline(always)]
+            |r, g, scratch| {
+                let span = r * n..(r + 1) * n;
+                let t = target.map_or(&[][..], |t| &t[span.clone()]);
+                let g = match (cots, g) {
+                    (Some(c), Some(g)) => Some((c[r], g)),
+                    _ => None,
+                };
+                row(Row { index: r, target: t, pred: &p[span] }, g, scratch)
+            },
+        );
+        return Ok((reducer.reduce(&values), sink.map(|s| s.finish()).unwrap_or_default()));
+    }
+    let [mut grad] = match sink.as_mut() {
+        Some(sink) => sink.slots([("y_pred", pred.shape(), true)])?,
+        None => [None],
+    };
+    let (mut tbuf, mut pbuf, mut gbuf) = (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
+    let mut scratch = Vec::new();
     for (r, v) in values.iter_mut().enumerate() {
-        let b = layout.base(r);
-        let cot = cots[r];
-        if contiguous {
-            let t = target.map_or(&[][..], |t| &t[b..b + n]);
-            let p = &pred.data()[b..b + n];
-            let g = grad.as_deref_mut().map(|g| (cot, &mut g[b..b + n]));
-            *v = row(Row { index: r, target: t, pred: p }, g);
-        } else {
-            if let Some(t) = target {
-                layout.gather(t, r, &mut tbuf);
+        if let Some(t) = target {
+            layout.gather(t, r, &mut tbuf);
+        }
+        layout.gather(pred.data(), r, &mut pbuf);
+        let t: &[T] = if target.is_some() { &tbuf } else { &[] };
+        match (grad.as_deref_mut(), cots.as_deref()) {
+            (Some(g), Some(cots)) => {
+                *v = row(Row { index: r, target: t, pred: &pbuf }, Some((cots[r], &mut gbuf)), &mut scratch);
+                layout.scatter(&gbuf, r, g);
             }
-            layout.gather(pred.data(), r, &mut pbuf);
-            let t: &[T] = if target.is_some() { &tbuf } else { &[] };
-            match grad.as_deref_mut() {
-                Some(g) => {
-                    gbuf.fill(T::zero());
-                    *v = row(Row { index: r, target: t, pred: &pbuf }, Some((cot, &mut gbuf)));
-                    layout.scatter(&gbuf, r, g);
-                }
-                None => *v = row(Row { index: r, target: t, pred: &pbuf }, None),
-            }
+            _ => *v = row(Row { index: r, target: t, pred: &pbuf }, None, &mut scratch),
         }
     }
-    Ok((reducer.reduce(&values), sink.finish()))
+    Ok((reducer.reduce(&values), sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
 #[cfg(test)]

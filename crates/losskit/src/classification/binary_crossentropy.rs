@@ -7,7 +7,7 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, Op
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::keras::{align_pair, keras_rows, EPSILON};
+use crate::keras::{align_pair, keras_rows, last_axis_loss, Combine, EPSILON};
 use crate::kernels::sum::sum_by;
 use crate::kernels::xent::{bce_clipped, bce_logits};
 use crate::reduction::{Reduction, KERAS_REDUCTIONS};
@@ -150,6 +150,17 @@ pub fn binary_crossentropy_grad<T: Float>(
     run(&y_true, &y_pred, sample_weight.as_ref(), options, Some(backward))
 }
 
+/// One element's binary cross-entropy and its derivative in the prediction, after smoothing.
+#[inline(always)]
+fn bce_element<T: Float>(smooth: LabelSmoothing<T>, from_logits: bool, lo: T, hi: T, t: T, x: T) -> (T, T) {
+    let t = smooth.apply(t);
+    if from_logits {
+        bce_logits(t, x)
+    } else {
+        bce_clipped(t, x, lo, hi)
+    }
+}
+
 fn run<T: Float>(
     y_true: &View<'_, T>,
     y_pred: &View<'_, T>,
@@ -163,14 +174,35 @@ fn run<T: Float>(
     let axis = resolve_axis("axis", options.axis, shape.len())?;
     let (lo, hi) = (T::of(EPSILON), T::of(1.0 - EPSILON));
     let from_logits = options.from_logits;
-    let element = |t: T, x: T| {
-        let t = smooth.apply(t);
-        if from_logits {
-            bce_logits(t, x)
+    let element = move |t: T, x: T| bce_element(smooth, from_logits, lo, hi, t, x);
+    if axis + 1 == shape.len() {
+        // the mean over the last axis: the shared one-pass elementwise kernel
+        // one loop per choice (a choice inside the loop computes both branches per element)
+        let red = options.reduction;
+        return if from_logits {
+            last_axis_loss(
+                y_true,
+                y_pred,
+                sample_weight,
+                red,
+                Combine::Mean,
+                #[inline(always)]
+                move |t, x| bce_logits(smooth.apply(t), x),
+                backward,
+            )
         } else {
-            bce_clipped(t, x, lo, hi)
-        }
-    };
+            last_axis_loss(
+                y_true,
+                y_pred,
+                sample_weight,
+                red,
+                Combine::Mean,
+                #[inline(always)]
+                move |t, x| bce_clipped(smooth.apply(t), x, lo, hi),
+                backward,
+            )
+        };
+    }
     keras_rows(
         &shape,
         axis,
@@ -180,7 +212,7 @@ fn run<T: Float>(
         None,
         options.reduction,
         backward,
-        |row, grad| {
+        |row, grad, _| {
             let n = row.pred.len();
             let total = sum_by(n, |d| element(row.target[d], row.pred[d]).0.acc());
             if let Some((cot, g)) = grad {

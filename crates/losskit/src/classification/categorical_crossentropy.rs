@@ -1,7 +1,7 @@
 //! `categorical_crossentropy`: Keras categorical cross-entropy
 //! (`keras.losses.CategoricalCrossentropy`).
 
-use super::{keras_class_xent_row, LabelSmoothing};
+use super::{keras_class_xent_row, ClassTarget, LabelSmoothing};
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, KERAS_REDUCTION, KERAS_SAMPLE_WEIGHT};
 use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, OptKind};
@@ -174,7 +174,10 @@ fn run<T: Float>(
         None,
         options.reduction,
         backward,
-        |row, grad| keras_class_xent_row(from_logits, row.pred, |c| smooth.apply(row.target[c]), grad),
+        #[inline(always)]
+        |row, grad, scratch| {
+            keras_class_xent_row(from_logits, row.pred, ClassTarget::Probabilities(row.target, smooth), grad, scratch)
+        },
     )
 }
 

@@ -10,8 +10,8 @@ use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
 use crate::kernels::simd::dispatch;
-use crate::kernels::sum::{par_units, sum_by, Every, SplitOut, CHUNK};
-use crate::kernels::xent::{index_xent_row, Smoothing};
+use crate::kernels::sum::{par_rows, par_units, sum_by, Every, SplitOut, CHUNK};
+use crate::kernels::xent::{index_xent_row, prob_xent_row, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
@@ -352,6 +352,11 @@ fn probabilities<T: Float>(
     let classes = layout.len;
     let w = class_weight(weight, classes)?;
     let sm = smoothing::<T>(label_smoothing, classes);
+    // PyTorch divides the total by numel / C (NaN for an empty input)
+    let denominator = numel(shape) as f64 / classes as f64;
+    if layout.inner == 1 && classes > 0 {
+        return probabilities_contiguous(input, target, w, sm, &rows.out_shape, reduction, denominator, backward);
+    }
     let y = target.data();
     let smoothed = |i: usize| match sm {
         None => y[i],
@@ -364,8 +369,6 @@ fn probabilities<T: Float>(
         };
         T::from_acc(-sum_by(classes, term))
     };
-    // PyTorch divides the total by numel / C (NaN for an empty input)
-    let denominator = numel(shape) as f64 / classes as f64;
     let mut values = vec![T::zero(); layout.rows()];
     let Some(bw) = backward else {
         log_softmax_rows(&layout, input.data(), None, |r, logp, _| values[r] = row_value(r, logp));
@@ -392,6 +395,57 @@ fn probabilities<T: Float>(
         }
     });
     Ok((reduce(values, &rows.out_shape, reduction, Some(denominator)), sink.finish()))
+}
+
+/// [`probabilities`] for contiguous rows (`(N, C)`): every row in one pass
+/// ([`prob_xent_row`]), rows over threads in fixed chunks.
+#[allow(clippy::too_many_arguments)]
+fn probabilities_contiguous<T: Float>(
+    input: &View<'_, T>,
+    target: &View<'_, T>,
+    weight: Option<&[T]>,
+    sm: Option<(T, T)>,
+    out_shape: &[usize],
+    reduction: Reduction,
+    denominator: f64,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let (x, y) = (input.data(), target.data());
+    // (C) or (N, C, 1, ..., 1): the class dimension is the only one after the rows
+    let shape = input.shape();
+    let classes = if shape.len() == 1 { shape[0] } else { shape[1] };
+    let rows = x.len() / classes;
+    let smoothing = sm.map(|(keep, per_class)| Smoothing { keep, per_class });
+    let mut values = vec![T::zero(); rows];
+    let (upstream, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(upstream), Some(sink))
+        }
+    };
+    let cot = match &upstream {
+        Some(up) => Some(reduce_cot(up, out_shape, reduction, Some(denominator))?),
+        None => None,
+    };
+    let [gx, gy] = match sink.as_mut() {
+        Some(sink) => sink.slots_overwritten([("input", input.shape(), true), ("target", input.shape(), true)])?,
+        None => [None, None],
+    };
+    let cot = cot.as_ref();
+    par_rows(
+        rows,
+        classes,
+        &mut values,
+        (gx, gy),
+        #[inline(always)]
+        |r, (gx, gy), scratch| {
+            let span = r * classes..(r + 1) * classes;
+            let s = cot.map_or(T::zero(), |c| c.at(r));
+            prob_xent_row(&x[span.clone()], &y[span], smoothing, weight, s, gx, gy, scratch)
+        },
+    );
+    Ok((reduce(values, out_shape, reduction, Some(denominator)), sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
 fn eval<T: PickFloat>(

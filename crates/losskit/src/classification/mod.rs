@@ -49,7 +49,7 @@ use crate::grad::{Backward, Grads};
 use crate::keras::EPSILON;
 use crate::kernels::broadcast::expand;
 use crate::kernels::sum::{fused, BLOCK};
-use crate::kernels::xent::{log_softmax_xent_row, renorm_clip_xent_row};
+use crate::kernels::xent::{index_xent_row, prob_xent_row, renorm_clip_xent_row, Smoothing};
 use crate::reduction::{keep_values, reduce_cot, reduce_summed, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{same_shape, Tensor, View};
 use std::borrow::Cow;
@@ -228,25 +228,82 @@ impl<T: Float> LabelSmoothing<T> {
     }
 }
 
+/// The target of one row of [`keras_class_xent_row`].
+#[derive(Clone, Copy)]
+pub(crate) enum ClassTarget<'a, T> {
+    /// A row of class probabilities, smoothed.
+    Probabilities(&'a [T], LabelSmoothing<T>),
+    /// A class index (a one-hot row).
+    Index(usize),
+}
+
 /// The cross-entropy of one row of class scores as Keras computes it on JAX: the log-softmax
-/// of logits, or the scores renormalised to sum 1 and clipped to `[1e-7, 1 - 1e-7]`
-/// (`1 - 1e-7` rounded in the dtype). `grad` as in [`kernels::xent`](crate::kernels::xent).
+/// of logits (one pass, [`prob_xent_row`] / [`index_xent_row`]), or the scores renormalised to
+/// sum 1 and clipped to `[1e-7, 1 - 1e-7]` (`1 - 1e-7` rounded in the dtype). `grad` as in
+/// [`kernels::xent`](crate::kernels::xent): every element overwritten; `scratch` holds block
+/// sums.
+#[inline(always)]
 pub(crate) fn keras_class_xent_row<T: Float>(
     from_logits: bool,
     pred: &[T],
-    target: impl Fn(usize) -> T,
+    target: ClassTarget<'_, T>,
     grad: Option<(T, &mut [T])>,
+    scratch: &mut Vec<f64>,
 ) -> T {
-    if from_logits {
-        log_softmax_xent_row(pred, target, grad)
-    } else {
-        renorm_clip_xent_row(pred, target, T::of(EPSILON), T::of(1.0 - EPSILON), grad)
+    match (from_logits, target) {
+        (true, ClassTarget::Probabilities(y, sm)) => {
+            let smoothing = Smoothing { keep: sm.scale, per_class: sm.offset };
+            let (cot, g) = match grad {
+                Some((cot, g)) => (cot, Some(g)),
+                None => (T::zero(), None),
+            };
+            prob_xent_row(pred, y, Some(smoothing), None, cot, g, None, scratch)
+        }
+        (true, ClassTarget::Index(t)) => {
+            let value = index_xent_row(pred, Some(t), None, None, grad, scratch);
+            // the reference multiplies a one-hot row by the log-softmax: a -inf logit anywhere
+            // makes the value NaN (0 * -inf); the gradient stays finite
+            let mut any_neg_inf = false;
+            for &v in pred {
+                any_neg_inf |= v == T::neg_infinity();
+            }
+            if any_neg_inf {
+                T::nan()
+            } else {
+                value
+            }
+        }
+        (false, ClassTarget::Probabilities(y, sm)) => {
+            renorm_clip_xent_row(pred, |c| sm.apply(y[c]), T::of(EPSILON), T::of(1.0 - EPSILON), grad)
+        }
+        (false, ClassTarget::Index(t)) => renorm_clip_xent_row(
+            pred,
+            |c| if c == t { T::one() } else { T::zero() },
+            T::of(EPSILON),
+            T::of(1.0 - EPSILON),
+            grad,
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keras_index_rows_with_a_minus_inf_logit() {
+        // Keras multiplies the one-hot row by the log-softmax: 0 * -inf makes the value NaN,
+        // while the gradient softmax - onehot = [1, 0] - [1, 0] stays finite
+        let mut g = [f64::NAN; 2];
+        let mut scratch = Vec::new();
+        let x = [0.0f64, f64::NEG_INFINITY];
+        let v = keras_class_xent_row(true, &x, ClassTarget::Index(0), Some((1.0, &mut g)), &mut scratch);
+        assert!(v.is_nan());
+        assert_eq!(g, [0.0, 0.0]);
+        // finite logits: ln(1 + e) - 0 for logits [0, 1] and class 0
+        let v = keras_class_xent_row(true, &[0.0f64, 1.0], ClassTarget::Index(0), None, &mut scratch);
+        assert!((v - (1.0 + 1f64.exp()).ln()).abs() < 1e-15);
+    }
 
     #[test]
     fn smoothing_values() {

@@ -1,7 +1,7 @@
 //! `sparse_categorical_crossentropy`: Keras categorical cross-entropy for integer labels
 //! (`keras.losses.SparseCategoricalCrossentropy`).
 
-use super::keras_class_xent_row;
+use super::{keras_class_xent_row, ClassTarget};
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, KERAS_REDUCTION, KERAS_SAMPLE_WEIGHT};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
@@ -227,15 +227,28 @@ fn run<T: Float>(
     }
     let mask: Option<Vec<bool>> = ignore.map(|i| labels.iter().map(|&y| y != i).collect());
     let from_logits = options.from_logits;
-    keras_rows(&shape, last, None, y_pred, sample_weight, mask.as_deref(), options.reduction, backward, |row, grad| {
-        let y = labels[row.index];
-        if Some(y) == ignore {
-            // loss 0 and (zero-filled) gradient 0, as the reference's masking gives
-            return T::zero();
-        }
-        let y = y as usize;
-        keras_class_xent_row(from_logits, row.pred, |c| if c == y { T::one() } else { T::zero() }, grad)
-    })
+    keras_rows(
+        &shape,
+        last,
+        None,
+        y_pred,
+        sample_weight,
+        mask.as_deref(),
+        options.reduction,
+        backward,
+        #[inline(always)]
+        |row, grad, scratch| {
+            let y = labels[row.index];
+            if Some(y) == ignore {
+                // loss 0 and gradient 0, as the reference's masking gives
+                if let Some((_, g)) = grad {
+                    g.fill(T::zero());
+                }
+                return T::zero();
+            }
+            keras_class_xent_row(from_logits, row.pred, ClassTarget::Index(y as usize), grad, scratch)
+        },
+    )
 }
 
 fn eval<T: PickFloat>(

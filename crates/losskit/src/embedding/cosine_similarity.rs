@@ -155,7 +155,8 @@ fn run<T: Float>(
         options.reduction,
         backward,
         // the loss is minus the cosine: its cotangent enters the kernel negated
-        |row, grad| -keras_cosine_row(row.target, row.pred, EPSILON, grad.map(|(cot, g)| (-cot, g))),
+        #[inline(always)]
+        |row, grad, _| -keras_cosine_row(row.target, row.pred, EPSILON, grad.map(|(cot, g)| (-cot, g))),
     )
 }
 

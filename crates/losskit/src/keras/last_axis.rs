@@ -80,6 +80,10 @@ pub(crate) fn last_axis_loss<T: Float>(
                 || {
                     // local copies: kept in registers, not reloaded after every store
                     let (term, cots) = (term, cots);
+                    if d < BLOCK {
+                        short_rows(yt, yp, d, r0, r1, scale, divisor, cots, vals, &mut grad, term);
+                        return 0.0;
+                    }
                     let mut scratch = [T::zero(); BLOCK];
                     let mut parts = vec![0.0f64; d.div_ceil(BLOCK)];
                     for (k, r) in (r0..r1).enumerate() {
@@ -123,6 +127,63 @@ pub(crate) fn last_axis_loss<T: Float>(
     Ok((loss, sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
+/// Elements per group of short rows in [`short_rows`] (a stack buffer of terms).
+const GROUP: usize = 16 * BLOCK;
+
+/// [`last_axis_loss`] on rows `r0..r1` shorter than [`BLOCK`]: the terms of a group of whole
+/// rows are computed in one vectorised loop across row boundaries (row by row, a short row
+/// leaves a scalar remainder that can cost as much as the rest), then each row's terms are
+/// summed (the same single block sum as row by row) and its gradient scaled by its upstream.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn short_rows<T: Float>(
+    yt: &[T],
+    yp: &[T],
+    d: usize,
+    r0: usize,
+    r1: usize,
+    scale: f64,
+    divisor: f64,
+    cots: Option<&[T]>,
+    vals: &mut [T],
+    grad: &mut Option<&mut [T]>,
+    term: impl Fn(T, T) -> (T, T),
+) {
+    let mut buf = [T::zero(); GROUP];
+    let per_group = (GROUP / d).max(1);
+    let mut r = r0;
+    while r < r1 {
+        let rows = per_group.min(r1 - r);
+        let len = rows * d;
+        let (ts, ps) = (&yt[r * d..r * d + len], &yp[r * d..r * d + len]);
+        let v = &mut buf[..len];
+        match (cots, grad.split_front(len)) {
+            (Some(c), Some(g)) => {
+                for i in 0..len {
+                    let (l, dl) = term(ts[i], ps[i]);
+                    v[i] = l;
+                    g[i] = dl;
+                }
+                for k in 0..rows {
+                    let c = T::from_acc(c[r + k].acc() * scale);
+                    for gi in &mut g[k * d..(k + 1) * d] {
+                        *gi = c * *gi;
+                    }
+                }
+            }
+            _ => {
+                for i in 0..len {
+                    v[i] = term(ts[i], ps[i]).0;
+                }
+            }
+        }
+        for k in 0..rows {
+            vals[r - r0 + k] = T::from_acc(block_sum(&v[k * d..(k + 1) * d]) / divisor);
+        }
+        r += rows;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +205,29 @@ mod tests {
         let (t, p) = (View::new(t, ts)?, View::new(p, ps)?);
         let w = w.map(|(w, s)| View::new(w, s)).transpose()?;
         last_axis_loss(&t, &p, w.as_ref(), red, combine, square_err, Some(Backward::new()))
+    }
+
+    #[test]
+    fn short_and_long_rows_match_a_plain_computation() {
+        // rows shorter than a block go through `short_rows` (groups of rows in one loop), longer
+        // ones row by row: both must give each row's mean and the weighted gradient
+        for d in [1usize, 3, 100, BLOCK - 1, BLOCK, BLOCK + 44, 3 * BLOCK] {
+            let n = 2 * GROUP / d + 3;
+            let t: Vec<f64> = (0..n * d).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+            let p: Vec<f64> = (0..n * d).map(|i| ((i * 53) % 97) as f64 / 40.0 - 1.2).collect();
+            let w: Vec<f64> = (0..n).map(|i| (i % 5) as f64 * 0.25).collect();
+            let (l, g) = run(&t, &p, &[n, d], &[n, d], Some((&w, &[n])), Reduction::None, Combine::Mean).unwrap();
+            let g = g.get("y_pred").unwrap().data();
+            for (r, &wr) in w.iter().enumerate() {
+                let row = r * d..(r + 1) * d;
+                let mean = row.clone().map(|i| square_err(t[i], p[i]).0).sum::<f64>() / d as f64;
+                assert!((l.data()[r] - wr * mean).abs() <= 1e-12 * (1.0 + mean.abs()), "d={d} r={r}");
+                for i in row {
+                    let expected = wr / d as f64 * square_err(t[i], p[i]).1;
+                    assert!((g[i] - expected).abs() <= 1e-15 * (1.0 + expected.abs()), "d={d} i={i}");
+                }
+            }
+        }
     }
 
     #[test]

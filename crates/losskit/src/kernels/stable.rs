@@ -147,7 +147,7 @@ pub fn min_tie<T: Float>(x: T, bound: T) -> (T, T) {
 /// `clip(x, lo, hi)` as JAX computes it (`jnp.clip` = `minimum(maximum(x, lo), hi)`), with the
 /// share of the gradient that reaches `x`: 1 strictly inside, 1/2 at either bound, 0 outside.
 /// (PyTorch's `clamp` passes the whole gradient at the bounds.)
-#[inline]
+#[inline(always)]
 pub fn clip_tie<T: Float>(x: T, lo: T, hi: T) -> (T, T) {
     let (a, s) = max_tie(x, lo);
     let (b, t) = min_tie(a, hi);

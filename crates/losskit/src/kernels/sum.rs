@@ -238,6 +238,43 @@ pub fn par_units<O: SplitOut>(
     tree(&parts)
 }
 
+/// The row driver: `row(r, outs)` returns the value of row `r` of `row_len` elements and writes
+/// that row's piece of every output (`outs` holds the row's range of each buffer of
+/// `rows * row_len` elements); the values land in `values` (one per row). Rows run in fixed
+/// chunks of about [`CHUNK`] elements ([`par_units`]: on the rayon pool when large, each chunk
+/// SIMD-dispatched, so `row` must be `#[inline(always)]` down to its loops); `scratch` is one
+/// reusable buffer per chunk for the row's block sums. Each row's value depends on that row
+/// only: the same bits whatever the thread count.
+pub fn par_rows<T: Float, O: SplitOut>(
+    rows: usize,
+    row_len: usize,
+    values: &mut [T],
+    outs: O,
+    row: impl Fn(usize, O, &mut Vec<f64>) -> T + Sync,
+) {
+    debug_assert_eq!(values.len(), rows);
+    let per_chunk = (CHUNK / row_len.max(1)).max(1);
+    par_units(
+        rows,
+        per_chunk,
+        (Every(Some(values), row_len.max(1)), outs),
+        row_len.max(1),
+        |r0, r1, (vals, mut outs)| {
+            let vals = vals.0.unwrap_or_default();
+            crate::kernels::simd::dispatch(
+                #[inline(always)]
+                || {
+                    let mut scratch = Vec::new();
+                    for (v, r) in vals.iter_mut().zip(r0..r1) {
+                        *v = row(r, outs.split_front(row_len), &mut scratch);
+                    }
+                    0.0
+                },
+            )
+        },
+    );
+}
+
 /// The fused elementwise driver: one pass over `0..n` in tiles of at most [`BLOCK`] elements.
 /// `tile(start, values, outs)` writes the loss of elements `start..start + values.len()` into
 /// `values` and their gradients into `outs` (the same range of each output); the driver keeps

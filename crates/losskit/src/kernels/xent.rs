@@ -10,25 +10,33 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::axis::{logsumexp_parts, row_max};
-use crate::kernels::stable::{clip_tie, log_sigmoid, sigmoid};
+use crate::kernels::axis::row_max;
+use crate::kernels::stable::clip_tie;
 use crate::kernels::sum::{block_sum, sum_by, tree, BLOCK};
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
 /// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
 /// `(1 - t) σ(x) - t σ(-x)` (no cancellation for large `|x|`).
-#[inline]
+///
+/// One exponential `e = exp(-|x|)`, one `log1p` and one division serve all four of
+/// `log σ(±x)` and `σ(±x)` (the same bits as computing each on its own).
+#[inline(always)]
 pub fn bce_logits<T: Float>(t: T, x: T) -> (T, T) {
     let u = T::one() - t;
-    let value = -t * log_sigmoid(x) - u * log_sigmoid(-x);
-    let d = u * sigmoid(x) - t * sigmoid(-x);
+    let e = (-x.abs()).vexp();
+    let l = e.vln_1p();
+    let (log_sig, log_sig_neg) = (x.min(T::zero()) - l, (-x).min(T::zero()) - l);
+    let r = T::one() / (T::one() + e);
+    let (sig, sig_neg) = if x >= T::zero() { (r, e * r) } else { (e * r, r) };
+    let value = -t * log_sig - u * log_sig_neg;
+    let d = u * sig - t * sig_neg;
     (value, d)
 }
 
 /// Binary cross-entropy of a probability `p` clipped to `[lo, hi]` against a target `t`:
 /// `-(t log q + (1 - t) log(1 - q))` with `q = clip(p, lo, hi)`, and its derivative in `p`
 /// (`(1 - t) / (1 - q) - t / q` times the clip's derivative, see [`clip_tie`]).
-#[inline]
+#[inline(always)]
 pub fn bce_clipped<T: Float>(t: T, p: T, lo: T, hi: T) -> (T, T) {
     let (q, slope) = clip_tie(p, lo, hi);
     let u = T::one() - t;
@@ -38,30 +46,12 @@ pub fn bce_clipped<T: Float>(t: T, p: T, lo: T, hi: T) -> (T, T) {
     (value, d)
 }
 
-/// `-sum_c t(c) log_softmax(x)_c` for one row of logits `x`; the derivative in `x_c` is
-/// `softmax(x)_c * sum_k t(k) - t(c)`.
-///
-/// The log-softmax is `(x - max) - log(sum(exp(x - max)))`, finite and accurate for finite
-/// logits however large (`±1e4`).
-pub fn log_softmax_xent_row<T: Float>(x: &[T], target: impl Fn(usize) -> T, grad: Option<(T, &mut [T])>) -> T {
-    let (m, l) = logsumexp_parts(x);
-    // (x - max) - lse, in this order: x - (max + lse) would round max + lse to the ulp of max
-    let lp = |c: usize| (x[c] - m) - l;
-    let value = -sum_by(x.len(), |c| (target(c) * lp(c)).acc());
-    if let Some((cot, g)) = grad {
-        let tsum = T::from_acc(sum_by(x.len(), |c| target(c).acc()));
-        for (c, gc) in g.iter_mut().enumerate() {
-            *gc = cot * (lp(c).vexp() * tsum - target(c));
-        }
-    }
-    T::from_acc(value)
-}
-
 /// `-sum_c t(c) log clip(x_c / sum_k x_k, lo, hi)` for one row of scores `x` (Keras'
 /// renormalised and clipped probabilities). The gradient flows through the renormalisation:
 /// with `g_c = -t(c) / q_c * clip'(p_c)`, `d/dx_j = g_j / s - sum_c g_c x_c / s^2`.
 ///
 /// A row summing to 0 gives NaN (`0 / 0`), as in the reference.
+#[inline(always)]
 pub fn renorm_clip_xent_row<T: Float>(
     x: &[T],
     target: impl Fn(usize) -> T,
@@ -199,6 +189,116 @@ pub fn index_xent_row<T: Float>(
     value
 }
 
+/// Softmax cross-entropy of one contiguous row of logits `x` against class probabilities `y`
+/// (the row's length), with label smoothing (`ỹ = (1 - ε) y + ε / C`) and optional class
+/// weights `w`: `-sum_c w_c ỹ_c logp_c`, in one read of `x` and `y` from memory and one
+/// exponential per element.
+///
+/// Per tile of [`BLOCK`] classes: `e_c = exp(x_c - m)` (into the gradient row when there is
+/// one), `τ_c = w_c ỹ_c`, `τ_c (x_c - m)`, and their block sums `S`, `W`, `D`. With
+/// `logp_c = (x_c - m) - log S` the value is `W log S - D` (for non-negative targets and
+/// weights, two non-negative terms: no cancellation beyond the value's own). With the
+/// cotangent `s` of the value, `grad` (when given) becomes `g_c = s (e_c W / S - τ_c)` and
+/// `grad_target` the target's gradient `-s (1 - ε) w_c logp_c`. A `-inf` logit meeting a zero target gives NaN (`0 * inf`),
+/// as the reference's `-(ỹ * logp).sum()` does.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn prob_xent_row<T: Float>(
+    x: &[T],
+    y: &[T],
+    smoothing: Option<Smoothing<T>>,
+    weights: Option<&[T]>,
+    cot: T,
+    mut grad: Option<&mut [T]>,
+    grad_target: Option<&mut [T]>,
+    scratch: &mut Vec<f64>,
+) -> T {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
+    let m = row_max(x);
+    let (s, g) = (cot, &mut grad);
+    let blocks = n.div_ceil(BLOCK);
+    scratch.clear();
+    scratch.resize(3 * blocks, 0.0);
+    let (sums, rest) = scratch.split_at_mut(blocks);
+    let (masses, shifted) = rest.split_at_mut(blocks);
+    let mut tile = [T::zero(); BLOCK];
+    let mut tau = [T::zero(); BLOCK];
+    let mut d = [T::zero(); BLOCK];
+    for b in 0..blocks {
+        let start = b * BLOCK;
+        let len = BLOCK.min(n - start);
+        let (xs, ys) = (&x[start..start + len], &y[start..start + len]);
+        let e: &mut [T] = match g.as_deref_mut() {
+            Some(g) => &mut g[start..start + len],
+            None => &mut tile[..len],
+        };
+        for c in 0..len {
+            e[c] = (xs[c] - m).vexp();
+        }
+        match weights {
+            None => {
+                for c in 0..len {
+                    tau[c] = ys[c] * keep + per_class;
+                }
+            }
+            Some(w) => {
+                let ws = &w[start..start + len];
+                for c in 0..len {
+                    tau[c] = ws[c] * (ys[c] * keep + per_class);
+                }
+            }
+        }
+        for c in 0..len {
+            d[c] = tau[c] * (xs[c] - m);
+        }
+        sums[b] = block_sum(e);
+        masses[b] = block_sum(&tau[..len]);
+        shifted[b] = block_sum(&d[..len]);
+    }
+    let (sum, mass, shift) = (tree(sums), tree(masses), tree(shifted));
+    let log_sum = sum.ln();
+    let value = T::from_acc(log_sum * mass - shift);
+    if let Some(g) = grad {
+        let a = T::from_acc(s.acc() * mass / sum);
+        for b in 0..blocks {
+            let start = b * BLOCK;
+            let len = BLOCK.min(n - start);
+            let (gs, ys) = (&mut g[start..start + len], &y[start..start + len]);
+            match weights {
+                None => {
+                    for c in 0..len {
+                        gs[c] = gs[c] * a - s * (ys[c] * keep + per_class);
+                    }
+                }
+                Some(w) => {
+                    let ws = &w[start..start + len];
+                    for c in 0..len {
+                        gs[c] = gs[c] * a - s * (ws[c] * (ys[c] * keep + per_class));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(gy) = grad_target {
+        let (lse, k) = (T::from_acc(log_sum), -(s * keep));
+        match weights {
+            None => {
+                for c in 0..n {
+                    gy[c] = ((x[c] - m) - lse) * k;
+                }
+            }
+            Some(w) => {
+                for c in 0..n {
+                    gy[c] = ((x[c] - m) - lse) * k * w[c];
+                }
+            }
+        }
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,15 +341,29 @@ mod tests {
 
     #[test]
     fn softmax_xent_value_and_gradient() {
-        // logits [0, ln 3]: softmax [1/4, 3/4]; target one-hot class 1: value -ln(3/4)
+        // logits [0, ln 3]: softmax [1/4, 3/4]; target one-hot class 1: value -ln(3/4),
+        // gradient 2 (softmax - onehot) = [1/2, -1/2]; the target's gradient -2 logp
         let x = [0.0f64, 3.0f64.ln()];
-        let mut g = [0.0; 2];
-        let v = log_softmax_xent_row(&x, |c| if c == 1 { 1.0 } else { 0.0 }, Some((2.0, &mut g)));
+        let (mut g, mut gy) = ([0.0; 2], [0.0; 2]);
+        let mut scratch = Vec::new();
+        let v = prob_xent_row(&x, &[0.0, 1.0], None, None, 2.0, Some(&mut g), Some(&mut gy), &mut scratch);
         assert!((v + 0.75f64.ln()).abs() < 1e-15);
         assert!((g[0] - 0.5).abs() < 1e-15 && (g[1] + 0.5).abs() < 1e-15);
-        // huge logits stay finite
-        let v = log_softmax_xent_row(&[1e4f64, -1e4], |c| if c == 1 { 1.0 } else { 0.0 }, None);
+        assert!((gy[0] - 2.0 * 4f64.ln()).abs() < 1e-15 && (gy[1] + 2.0 * 0.75f64.ln()).abs() < 1e-15);
+        // huge logits stay finite; the index kernel agrees
+        let v = prob_xent_row(&[1e4f64, -1e4], &[0.0, 1.0], None, None, 0.0, None, None, &mut scratch);
         assert_eq!(v, 2e4);
+        assert_eq!(index_xent_row(&[1e4f64, -1e4], Some(1), None, None, None, &mut scratch), 2e4);
+        // rows longer than a block, with weights and smoothing: against the plain formula
+        let n = 3 * BLOCK + 7;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 31) % 17) as f64 - 8.0).collect();
+        let y: Vec<f64> = (0..n).map(|i| ((i * 7) % 5) as f64 / (2.0 * n as f64)).collect();
+        let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
+        let sm = Smoothing { keep: 0.9, per_class: 0.1 / n as f64 };
+        let lse = x.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let plain: f64 = (0..n).map(|c| -w[c] * (0.9 * y[c] + sm.per_class) * (x[c] - lse)).sum();
+        let v = prob_xent_row(&x, &y, Some(sm), Some(&w), 0.0, None, None, &mut scratch);
+        assert!((v - plain).abs() < 1e-12 * plain.abs(), "{v} vs {plain}");
     }
 
     #[test]
