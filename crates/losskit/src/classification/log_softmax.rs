@@ -6,7 +6,9 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, Op
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::kernels::axis::{log_softmax_rows, AxisLayout};
+use crate::kernels::alloc::zeroed;
+use crate::kernels::axis::{log_softmax_row_into, log_softmax_rows, AxisLayout};
+use crate::kernels::sum::par_rows;
 use crate::reduction::Cot;
 use crate::tensor::{resolve_axis, Tensor, View};
 
@@ -138,6 +140,9 @@ fn run<T: Float>(
     }
     let axis = resolve_axis("dim", options.dim, rows_shape.len())?;
     let layout = AxisLayout::new(rows_shape, axis);
+    if layout.inner == 1 && layout.len > 0 {
+        return contiguous(input, layout.rows(), layout.len, backward);
+    }
     let x = input.data();
     let mut out = vec![T::zero(); x.len()];
     let Some(bw) = backward else {
@@ -156,6 +161,57 @@ fn run<T: Float>(
         }
     });
     Ok((Tensor::from_parts(out, shape.to_vec()), sink.finish()))
+}
+
+/// [`run`] over contiguous rows (`dim` the last dimension, or followed by size-1 ones): each
+/// row in one pass ([`log_softmax_row_into`]), rows over threads in fixed chunks.
+fn contiguous<T: Float>(
+    input: &View<'_, T>,
+    rows: usize,
+    classes: usize,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let shape = input.shape();
+    let x = input.data();
+    let mut out = zeroed::<T>(x.len());
+    let mut unused = vec![T::zero(); rows];
+    let (upstream, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(upstream), Some(sink))
+        }
+    };
+    let cot = match &upstream {
+        Some(up) => Some(Cot::from_upstream(up, shape)?),
+        None => None,
+    };
+    let [gx] = match sink.as_mut() {
+        Some(sink) => sink.slots_overwritten([("input", shape, true)])?,
+        None => [None],
+    };
+    par_rows(
+        rows,
+        classes,
+        &mut unused,
+        (Some(&mut out[..]), gx),
+        #[inline(always)]
+        |r, (out, gx), scratch| {
+            let span = r * classes..(r + 1) * classes;
+            let vjp = match (cot, gx) {
+                (Some(cot), Some(g)) => {
+                    let (each, scale) = cot.parts();
+                    Some((each.map(|u| &u[span.clone()]), scale, g))
+                }
+                _ => None,
+            };
+            if let Some(out) = out {
+                log_softmax_row_into(&x[span], out, vjp, scratch);
+            }
+            T::zero()
+        },
+    );
+    Ok((Tensor::from_parts(out, shape.to_vec()), sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
 fn eval<T: PickFloat>(

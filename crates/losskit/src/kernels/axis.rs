@@ -118,6 +118,71 @@ pub fn log_softmax_row<T: Float>(row: &mut [T]) {
     }
 }
 
+/// `log_softmax` of one contiguous row `x` written into `out`, in one read of `x` from memory
+/// and one exponential per element: the maximum `m`, `e_c = exp(x_c - m)` (into the gradient
+/// row, or into `out` until it is overwritten) summed by blocks into `S`, then
+/// `out_c = (x_c - m) - ln S`.
+///
+/// With `vjp = Some((each, scale, g))`, the upstream gradient is `u_c = scale * each[c]` (or
+/// `scale` for every element when `each` is `None`) and `g` becomes the gradient with respect to
+/// `x`: `u_c - softmax_c * sum_k u_k`, with `softmax_c = e_c / S`. A row with a NaN, a `+inf`,
+/// or only `-inf` gives NaN, as in PyTorch.
+#[inline(always)]
+pub fn log_softmax_row_into<T: Float>(
+    x: &[T],
+    out: &mut [T],
+    vjp: Option<(Option<&[T]>, T, &mut [T])>,
+    scratch: &mut Vec<f64>,
+) {
+    use crate::kernels::sum::{block_sum, tree, BLOCK};
+    let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    let m = row_max(x);
+    let (each, scale, mut g) = match vjp {
+        Some((each, scale, g)) => (each, scale, Some(g)),
+        None => (None, T::zero(), None),
+    };
+    scratch.clear();
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        let xs = &x[start..start + len];
+        let e: &mut [T] = match g.as_deref_mut() {
+            Some(g) => &mut g[start..start + len],
+            None => &mut out[start..start + len],
+        };
+        for c in 0..len {
+            e[c] = (xs[c] - m).vexp();
+        }
+        scratch.push(block_sum(e));
+        start += len;
+    }
+    let sum = tree(scratch);
+    let lse = T::from_acc(sum.ln());
+    for c in 0..n {
+        out[c] = (x[c] - m) - lse;
+    }
+    if let Some(g) = g {
+        let inv = T::from_acc(1.0 / sum);
+        match each {
+            Some(u) => {
+                let u = &u[..n];
+                let total = scale * T::from_acc(crate::kernels::sum::sum_acc(u));
+                let k = inv * total;
+                for c in 0..n {
+                    g[c] = scale * u[c] - g[c] * k;
+                }
+            }
+            None => {
+                let k = inv * (scale * T::of_usize(n));
+                for gc in g.iter_mut() {
+                    *gc = scale - *gc * k;
+                }
+            }
+        }
+    }
+}
+
 /// The vector-Jacobian product of log-softmax on one row, in place: given the row's
 /// log-softmax `logp` and the gradient `g` with respect to it, `g` becomes
 /// `g_i - exp(logp_i) * sum_j g_j`, the gradient with respect to the logits.
@@ -187,6 +252,34 @@ pub fn max_with_ties(n: usize, f: impl Fn(usize) -> f64) -> (f64, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_row_matches_the_two_pass_one() {
+        // a row longer than a block, with a per-element upstream and a uniform one
+        let n = 2 * crate::kernels::sum::BLOCK + 9;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 13) % 29) as f64 * 0.7 - 9.0).collect();
+        let u: Vec<f64> = (0..n).map(|i| ((i * 5) % 7) as f64 - 3.0).collect();
+        let mut logp = x.clone();
+        log_softmax_row(&mut logp);
+        let mut expected = u.iter().map(|v| 0.5 * v).collect::<Vec<_>>();
+        log_softmax_vjp_row(&logp, &mut expected);
+        let (mut out, mut g, mut scratch) = (vec![0.0; n], vec![0.0; n], Vec::new());
+        log_softmax_row_into(&x, &mut out, Some((Some(&u[..]), 0.5, &mut g[..])), &mut scratch);
+        for c in 0..n {
+            assert!((out[c] - logp[c]).abs() < 1e-13, "{c}");
+            assert!((g[c] - expected[c]).abs() < 1e-13, "{c}");
+        }
+        // uniform upstream 2: 2 - softmax * 2n
+        log_softmax_row_into(&x, &mut out, Some((None, 2.0, &mut g[..])), &mut scratch);
+        for c in 0..n {
+            let want = 2.0 - logp[c].exp() * 2.0 * n as f64;
+            assert!((g[c] - want).abs() < 1e-12 * (1.0 + want.abs()), "{c}");
+        }
+        // an all -inf row is NaN, as in PyTorch
+        let mut o = [0.0f64; 2];
+        log_softmax_row_into(&[f64::NEG_INFINITY; 2], &mut o, None, &mut scratch);
+        assert!(o.iter().all(|v| v.is_nan()));
+    }
 
     #[test]
     fn layout_rows_cover_every_element_once() {
