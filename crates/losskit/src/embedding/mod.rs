@@ -97,6 +97,7 @@ impl<'a, T: Float> PairwiseDistance<'a, T> {
 }
 
 /// Row `r` of `x1 - x2 + eps` (both already broadcast), widened to `f64`.
+#[inline(always)]
 fn fill_row<T: Float>(x1: &[T], x2: &[T], r: usize, d: usize, eps: f64, row: &mut [f64]) {
     let (a, b) = (&x1[r * d..(r + 1) * d], &x2[r * d..(r + 1) * d]);
     for ((o, u), v) in row.iter_mut().zip(a).zip(b) {

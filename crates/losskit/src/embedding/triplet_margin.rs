@@ -1,6 +1,6 @@
 //! `triplet_margin`: triplet margin loss with p-norm distances (PyTorch `triplet_margin_loss`).
 
-use super::PairwiseDistance;
+use super::{fill_row, PairwiseDistance};
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, OptKind};
@@ -9,6 +9,8 @@ use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::broadcast::{broadcast_all, expand, sum_into};
 use crate::kernels::norm::NormDegree;
+use crate::kernels::simd::dispatch;
+use crate::kernels::sum::{par_units, Every, SplitOut, CHUNK};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{numel, same_ndim, Tensor, View};
 
@@ -175,6 +177,11 @@ fn run<T: Float>(
     }
     let named = [("anchor", anchor.shape()), ("positive", positive.shape()), ("negative", negative.shape())];
     same_ndim(&named)?;
+    // the common layout without broadcasting (an empty last axis goes the general way)
+    let d = anchor.shape().last().copied().unwrap_or(0);
+    if d > 0 && !anchor.shape().is_empty() && anchor.shape() == positive.shape() && anchor.shape() == negative.shape() {
+        return same_shape(anchor, positive, negative, options, p, backward);
+    }
     let eps = options.eps;
     let ap = PairwiseDistance::new(("anchor", anchor), ("positive", positive), p, eps)?;
     let an = PairwiseDistance::new(("anchor", anchor), ("negative", negative), p, eps)?;
@@ -193,31 +200,9 @@ fn run<T: Float>(
     let d_pn = pn.as_ref().map(|pn| expand("negative", &pn.dist, &pn.batch, &shape)).transpose()?;
     let n = numel(&shape);
     // the negative distance, and the shares of d(a, n) and d(p, n) in its gradient
-    let negative_distance = |i: usize| -> (f64, f64, f64) {
-        match &d_pn {
-            None => (d_an[i], 1.0, 0.0),
-            Some(d_pn) => {
-                let (x, y) = (d_an[i], d_pn[i]);
-                if x < y {
-                    (x, 1.0, 0.0)
-                } else if y < x {
-                    (y, 0.0, 1.0)
-                } else if x == y {
-                    (x, 0.5, 0.5)
-                } else {
-                    (f64::NAN, 1.0, 1.0)
-                }
-            }
-        }
-    };
+    let negative_distance = |i: usize| negative_distance(d_an[i], d_pn.as_ref().map(|d| d[i]));
     let hinge = |i: usize| margin + d_ap[i] - negative_distance(i).0;
-    let values: Vec<T> = (0..n)
-        .map(|i| {
-            let z = hinge(i);
-            // NaN propagates (clamp_min)
-            T::from_acc(if z > 0.0 || z.is_nan() { z } else { 0.0 })
-        })
-        .collect();
+    let values: Vec<T> = (0..n).map(|i| T::from_acc(clamp_hinge(hinge(i)))).collect();
     let loss = reduce(values, &shape, reduction, None);
     let Some(bw) = backward else {
         return Ok((loss, Grads::default()));
@@ -235,11 +220,7 @@ fn run<T: Float>(
     let mut k_pn = vec![0.0; n];
     for i in 0..n {
         if hinge(i) > 0.0 {
-            let c = cot.at(i).acc();
-            let (_, s_an, s_pn) = negative_distance(i);
-            k_ap[i] = c;
-            k_an[i] = -c * s_an;
-            k_pn[i] = -c * s_pn;
+            (k_ap[i], k_an[i], k_pn[i]) = coefficients(cot.at(i).acc(), negative_distance(i));
         }
     }
     let mut acc_a = vec![0.0; anchor.len()];
@@ -263,6 +244,156 @@ fn run<T: Float>(
         }
     }
     Ok((loss, sink.finish()))
+}
+
+/// The negative distance given `d(a, n)` and, with `swap`, `d(p, n)`, and the shares of
+/// `d(a, n)` and `d(p, n)` in its gradient.
+#[inline(always)]
+fn negative_distance(an: f64, pn: Option<f64>) -> (f64, f64, f64) {
+    match pn {
+        None => (an, 1.0, 0.0),
+        Some(pn) => {
+            let (x, y) = (an, pn);
+            if x < y {
+                (x, 1.0, 0.0)
+            } else if y < x {
+                (y, 0.0, 1.0)
+            } else if x == y {
+                (x, 0.5, 0.5)
+            } else {
+                (f64::NAN, 1.0, 1.0)
+            }
+        }
+    }
+}
+
+/// `max(0, z)`; NaN propagates (clamp_min).
+#[inline(always)]
+fn clamp_hinge(z: f64) -> f64 {
+    if z > 0.0 || z.is_nan() {
+        z
+    } else {
+        0.0
+    }
+}
+
+/// The coefficients of `d(a, p)`, `d(a, n)` and `d(p, n)` in `d(upstream * loss)` where the
+/// hinge is active, for the upstream gradient `c`.
+#[inline(always)]
+fn coefficients(c: f64, (_, s_an, s_pn): (f64, f64, f64)) -> (f64, f64, f64) {
+    (c, -c * s_an, -c * s_pn)
+}
+
+/// The common case: `anchor`, `positive` and `negative` of one shape `(..., D)`. Rows over
+/// threads in fixed chunks; each row's distances, loss and gradients computed together (in the
+/// general path's order of operations, so the same bits) and written straight into the
+/// outputs.
+fn same_shape<T: Float>(
+    anchor: &View<'_, T>,
+    positive: &View<'_, T>,
+    negative: &View<'_, T>,
+    options: &TripletMarginOptions,
+    p: NormDegree,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let full = anchor.shape();
+    let (&d, batch) = full.split_last().unwrap_or((&1, &[]));
+    // d > 0 (checked by the caller)
+    let rows = numel(batch);
+    let (xa, xp, xn) = (anchor.data(), positive.data(), negative.data());
+    let (margin, eps, swap) = (options.margin, options.eps, options.swap);
+    let mut values = vec![T::zero(); rows];
+    let (upstream, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(upstream), Some(sink))
+        }
+    };
+    let cot = upstream.as_ref().map(|u| reduce_cot(u, batch, options.reduction, None)).transpose()?;
+    // every element of the gradients is written below
+    let [ga, gp, gn] = match sink.as_mut() {
+        Some(sink) => {
+            sink.slots_overwritten([("anchor", full, true), ("positive", full, true), ("negative", full, true)])?
+        }
+        None => [None, None, None],
+    };
+    let per_chunk = (CHUNK / d.max(1)).max(1);
+    par_units(rows, per_chunk, (Every(Some(&mut values[..]), d), [ga, gp, gn]), d, |r0, r1, (vals, mut g)| {
+        let vals = vals.0.unwrap_or_default();
+        // the rows of differences (+ eps) and of the distances' gradients
+        let mut diff = vec![0.0f64; 3 * d];
+        let mut grad = vec![0.0f64; 3 * d];
+        dispatch(
+            #[inline(always)]
+            || {
+                let (cot, margin, eps, swap, p) = (cot, margin, eps, swap, p);
+                let (row_ap, rest) = diff.split_at_mut(d);
+                let (row_an, row_pn) = rest.split_at_mut(d);
+                let (g_ap, rest) = grad.split_at_mut(d);
+                let (g_an, g_pn) = rest.split_at_mut(d);
+                for (k, r) in (r0..r1).enumerate() {
+                    fill_row(xa, xp, r, d, eps, row_ap);
+                    fill_row(xa, xn, r, d, eps, row_an);
+                    let d_ap = p.norm(row_ap);
+                    let d_an = p.norm(row_an);
+                    let d_pn = if swap {
+                        fill_row(xp, xn, r, d, eps, row_pn);
+                        Some(p.norm(row_pn))
+                    } else {
+                        None
+                    };
+                    let neg = negative_distance(d_an, d_pn);
+                    let z = margin + d_ap - neg.0;
+                    vals[k] = T::from_acc(clamp_hinge(z));
+                    let [ga, gp, gn] = g.split_front(d);
+                    let Some(cot) = cot else { continue };
+                    let (k_ap, k_an, k_pn) = if z > 0.0 { coefficients(cot.at(r).acc(), neg) } else { (0.0, 0.0, 0.0) };
+                    // the general path's per-row sums start at 0 (0 + k)
+                    p.grad(row_ap, d_ap, 0.0 + k_ap, g_ap);
+                    p.grad(row_an, d_an, 0.0 + k_an, g_an);
+                    if let Some(d_pn) = d_pn {
+                        p.grad(row_pn, d_pn, 0.0 + k_pn, g_pn);
+                    }
+                    // accumulated as the general path does: 0, then the pair (a, p), then (a, n),
+                    // then (p, n); the second argument of a pair gets the negated gradient
+                    if let Some(ga) = ga {
+                        for j in 0..d {
+                            ga[j] = T::from_acc(0.0 + g_ap[j] + g_an[j]);
+                        }
+                    }
+                    if let Some(gp) = gp {
+                        if swap {
+                            for j in 0..d {
+                                gp[j] = T::from_acc(0.0 + -g_ap[j] + g_pn[j]);
+                            }
+                        } else {
+                            for j in 0..d {
+                                gp[j] = T::from_acc(0.0 + -g_ap[j]);
+                            }
+                        }
+                    }
+                    if let Some(gn) = gn {
+                        if swap {
+                            for j in 0..d {
+                                gn[j] = T::from_acc(0.0 + -g_an[j] + -g_pn[j]);
+                            }
+                        } else {
+                            for j in 0..d {
+                                gn[j] = T::from_acc(0.0 + -g_an[j]);
+                            }
+                        }
+                    }
+                }
+                0.0
+            },
+        )
+    });
+    let loss = reduce(values, batch, options.reduction, None);
+    match sink {
+        Some(sink) => Ok((loss, sink.finish())),
+        None => Ok((loss, Grads::default())),
+    }
 }
 
 fn eval<T: PickFloat>(

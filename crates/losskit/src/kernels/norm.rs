@@ -43,6 +43,7 @@ impl NormDegree {
     }
 
     /// The p-norm of `row`, in `f64`. An empty row has norm 0.
+    #[inline(always)]
     pub fn norm(self, row: &[f64]) -> f64 {
         match self {
             NormDegree::One => sum_by(row.len(), |i| row[i].abs()),
@@ -54,6 +55,7 @@ impl NormDegree {
     }
 
     /// Writes `scale * d norm / d row[i]` into `out[i]`, given `norm = self.norm(row)`.
+    #[inline(always)]
     pub fn grad(self, row: &[f64], norm: f64, scale: f64, out: &mut [f64]) {
         match self {
             NormDegree::One => {

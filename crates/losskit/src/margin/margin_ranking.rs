@@ -10,7 +10,8 @@ use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::broadcast::{broadcast_all, expand, sum_to};
-use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
+use crate::kernels::sum::{fused, BLOCK};
+use crate::reduction::{keep_values, reduce, reduce_cot, reduce_summed, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{numel, same_ndim, Tensor, View};
 
 macro_rules! formula {
@@ -142,23 +143,15 @@ fn run<T: Float>(
     let named = [("input1", input1.shape()), ("input2", input2.shape()), ("target", target.shape())];
     same_ndim(&named)?;
     let shape = broadcast_all(&named)?;
+    let m = T::of(options.margin);
+    if input1.shape() == shape.as_slice() && input2.shape() == shape.as_slice() && target.shape() == shape.as_slice() {
+        return same_shape(input1.data(), input2.data(), target.data(), &shape, m, reduction, backward);
+    }
     let x1 = expand("input1", input1.data(), input1.shape(), &shape)?;
     let x2 = expand("input2", input2.data(), input2.shape(), &shape)?;
     let y = expand("target", target.data(), target.shape(), &shape)?;
-    let m = T::of(options.margin);
-    // the hinge argument z = -y (x1 - x2) + margin
-    let z = |i: usize| -y[i] * (x1[i] - x2[i]) + m;
-    let values: Vec<T> = (0..numel(&shape))
-        .map(|i| {
-            let zi = z(i);
-            // NaN propagates (clamp_min)
-            if zi > T::zero() || zi.is_nan() {
-                zi
-            } else {
-                T::zero()
-            }
-        })
-        .collect();
+    let z = |i: usize| hinge_arg(x1[i], x2[i], y[i], m);
+    let values: Vec<T> = (0..numel(&shape)).map(|i| hinge(z(i))).collect();
     let loss = reduce(values, &shape, reduction, None);
     let Some(bw) = backward else {
         return Ok((loss, Grads::default()));
@@ -167,8 +160,7 @@ fn run<T: Float>(
     let cot = reduce_cot(&upstream, &shape, reduction, None)?;
     let [g1, g2] = sink.slots([("input1", input1.shape(), true), ("input2", input2.shape(), true)])?;
     // d loss / d x1 over the broadcast shape; x2 gets the opposite
-    let full: Vec<T> =
-        (0..numel(&shape)).map(|i| if z(i) > T::zero() { -cot.at(i) * y[i] } else { T::zero() }).collect();
+    let full: Vec<T> = (0..numel(&shape)).map(|i| slope(z(i), cot.at(i), y[i])).collect();
     if let Some(g1) = g1 {
         sum_to(&full, &shape, input1.shape(), g1)?;
     }
@@ -179,6 +171,110 @@ fn run<T: Float>(
         }
     }
     Ok((loss, sink.finish()))
+}
+
+/// The hinge argument `z = -y (x1 - x2) + margin`.
+#[inline(always)]
+fn hinge_arg<T: Float>(x1: T, x2: T, y: T, m: T) -> T {
+    -y * (x1 - x2) + m
+}
+
+/// The loss `max(0, z)`; NaN propagates (clamp_min).
+#[inline(always)]
+fn hinge<T: Float>(z: T) -> T {
+    if z > T::zero() || z.is_nan() {
+        z
+    } else {
+        T::zero()
+    }
+}
+
+/// d loss / d x1 for the upstream gradient `c`: `-c y` where the hinge is active, 0 elsewhere
+/// (at the kink too).
+#[inline(always)]
+fn slope<T: Float>(z: T, c: T, y: T) -> T {
+    if z > T::zero() {
+        -c * y
+    } else {
+        T::zero()
+    }
+}
+
+/// The common case without broadcasting: one fused pass (value and both gradients), written
+/// straight into the outputs.
+fn same_shape<T: Float>(
+    x1: &[T],
+    x2: &[T],
+    y: &[T],
+    shape: &[usize],
+    m: T,
+    reduction: Reduction,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>)> {
+    let n = x1.len();
+    let mut values = keep_values::<T>(reduction, n);
+    let Some(bw) = backward else {
+        let total = fused(
+            n,
+            values.as_deref_mut(),
+            (),
+            #[inline(always)]
+            // move: the margin is a local copy, kept in a register
+            move |s, v, _| {
+                let len = v.len();
+                let (a, b, t) = (&x1[s..s + len], &x2[s..s + len], &y[s..s + len]);
+                for i in 0..len {
+                    v[i] = hinge(hinge_arg(a[i], b[i], t[i], m));
+                }
+            },
+        );
+        return Ok((reduce_summed(values, total, shape, reduction, None), Grads::default()));
+    };
+    let (upstream, mut sink) = bw.start();
+    let cot = reduce_cot(&upstream, shape, reduction, None)?;
+    let (each, scale) = cot.parts();
+    // every element of both gradients is written below
+    let [g1, g2] = sink.slots_overwritten([("input1", shape, true), ("input2", shape, true)])?;
+    let total = fused(
+        n,
+        values.as_deref_mut(),
+        [g1, g2],
+        #[inline(always)]
+        |s, v, [g1, g2]| {
+            // local copies: kept in registers, not reloaded after every store
+            let (m, scale) = (m, scale);
+            let len = v.len();
+            let (a, b, t) = (&x1[s..s + len], &x2[s..s + len], &y[s..s + len]);
+            let mut scratch = [T::zero(); BLOCK];
+            let d1: &mut [T] = match g1.as_deref_mut() {
+                Some(g) => g,
+                None => &mut scratch[..len],
+            };
+            match each {
+                None => {
+                    for i in 0..len {
+                        let z = hinge_arg(a[i], b[i], t[i], m);
+                        v[i] = hinge(z);
+                        d1[i] = slope(z, scale, t[i]);
+                    }
+                }
+                Some(e) => {
+                    let es = &e[s..s + len];
+                    for i in 0..len {
+                        let z = hinge_arg(a[i], b[i], t[i], m);
+                        v[i] = hinge(z);
+                        d1[i] = slope(z, scale * es[i], t[i]);
+                    }
+                }
+            }
+            if let Some(g2) = g2.as_deref_mut() {
+                for i in 0..len {
+                    g2[i] = -d1[i];
+                }
+            }
+        },
+    );
+    Ok((reduce_summed(values, total, shape, reduction, None), sink.finish()))
 }
 
 fn eval<T: PickFloat>(

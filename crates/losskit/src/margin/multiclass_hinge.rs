@@ -7,8 +7,9 @@ use crate::catalog::spec::{ArgKind, Family, LossSpec};
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::kernels::axis::{max_with_ties, AxisLayout};
-use crate::kernels::sum::sum_by;
+use crate::kernels::axis::row_max;
+use crate::kernels::simd::dispatch;
+use crate::kernels::sum::{par_units, Every, SplitOut, CHUNK, LANES};
 use crate::reduction::Cot;
 use crate::tensor::{fmt_shape, Tensor, View};
 
@@ -125,39 +126,121 @@ fn run<T: Float>(
             valid: format!("0 <= label < {classes}"),
         });
     }
-    let layout = AxisLayout::new(shape, shape.len() - 1);
     let s = scores.data();
-    // s_c + 1 - [c = y] as optax forms it, in f64
-    let shifted = |r: usize, c: usize| s[layout.at(r, c)].acc() + 1.0 - if c as i64 == y[r] { 1.0 } else { 0.0 };
-    let mut values = Vec::with_capacity(layout.rows());
-    let mut ties = Vec::with_capacity(layout.rows());
-    for r in 0..layout.rows() {
-        let (m, k) = max_with_ties(classes, |c| shifted(r, c));
-        // optax subtracts sum_c s_c [c = y]: s_y, or NaN when a score is not finite
-        let dot = sum_by(classes, |c| s[layout.at(r, c)].acc() * if c as i64 == y[r] { 1.0 } else { 0.0 });
-        values.push(T::from_acc(m - dot));
-        ties.push((m, k));
-    }
-    let loss = Tensor::from_parts(values, lead.to_vec());
-    let Some(bw) = backward else {
-        return Ok((loss, Grads::default()));
+    let rows = y.len();
+    let mut values = vec![T::zero(); rows];
+    let (upstream, mut sink) = match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(upstream), Some(sink))
+        }
     };
-    let (upstream, mut sink) = bw.start();
-    let cot = Cot::from_upstream(&upstream, lead)?;
-    let [gs] = sink.slots([("scores", shape, true)])?;
-    if let Some(gs) = gs {
-        for (r, &(m, k)) in ties.iter().enumerate() {
-            let u = cot.at(r).acc();
-            // each maximiser gets u / k (NaN everywhere when the maximum is NaN: k = 0)
-            let share = u / k as f64;
-            for c in 0..classes {
-                let at_max = if shifted(r, c) == m { share } else { share * 0.0 };
-                let own = if c as i64 == y[r] { u } else { 0.0 };
-                gs[layout.at(r, c)] = T::from_acc(at_max - own);
+    let cot = upstream.as_ref().map(|u| Cot::from_upstream(u, lead)).transpose()?;
+    // every element of the gradient is written below
+    let [gs] = match sink.as_mut() {
+        Some(sink) => sink.slots_overwritten([("scores", shape, true)])?,
+        None => [None],
+    };
+    // rows of the (contiguous, last) class axis over threads in fixed chunks: the same bits on
+    // any thread count (each row is computed on its own)
+    let per_chunk = (CHUNK / classes.max(1)).max(1);
+    par_units(rows, per_chunk, (Every(Some(&mut values[..]), classes.max(1)), gs), classes, |r0, r1, (vals, mut g)| {
+        let vals = vals.0.unwrap_or_default();
+        dispatch(
+            #[inline(always)]
+            // move: local copies of the captures, kept in registers
+            move || {
+                for (k, r) in (r0..r1).enumerate() {
+                    let row = &s[r * classes..(r + 1) * classes];
+                    // labels were checked to lie in 0..classes
+                    let label = y[r] as usize;
+                    let (m, dot) = row_max_and_dot(row, label);
+                    vals[k] = T::from_acc(m - dot);
+                    if let (Some(cot), Some(g)) = (cot, g.split_front(classes)) {
+                        row_gradient(row, label, m, cot.at(r).acc(), g);
+                    }
+                }
+                0.0
+            },
+        )
+    });
+    let loss = Tensor::from_parts(values, lead.to_vec());
+    match sink {
+        Some(sink) => Ok((loss, sink.finish())),
+        None => Ok((loss, Grads::default())),
+    }
+}
+
+/// The row's maximum of `s_c + 1 - [c = y]` as optax forms it (in `f64`; NaN when a score is
+/// NaN) and optax's `sum_c s_c [c = y]` (`s_y`, or NaN when another score is not finite, as
+/// `inf * 0`).
+///
+/// `s_c + 1` rounds monotonically, so the maximum over the other classes is taken on the
+/// scores themselves and shifted once; the products `s_c * 0` of the other classes are `±0`
+/// (adding nothing to `s_y`) unless `s_c` is not finite.
+#[inline(always)]
+fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
+    let (before, rest) = row.split_at(label);
+    let (sy, after) = (rest[0], &rest[1..]);
+    let (a, b) = (row_max(before), row_max(after));
+    let other = if b > a || b.is_nan() { b } else { a };
+    let shifted_y = sy.acc() + 1.0 - 1.0;
+    let m = if other.is_nan() || sy.is_nan() {
+        f64::NAN
+    } else {
+        let o = other.acc() + 1.0;
+        if o > shifted_y {
+            o
+        } else {
+            shifted_y
+        }
+    };
+    let finite = all_finite(before) && all_finite(after);
+    // the fixed-tree sum of s_y and (+-0)s is s_y + 0 (its lanes start at +0)
+    let dot = if finite { sy.acc() + 0.0 } else { f64::NAN };
+    (m, dot)
+}
+
+/// True when no element is infinite or NaN (`x * 0` is `±0` exactly then).
+#[inline(always)]
+fn all_finite<T: Float>(x: &[T]) -> bool {
+    let mut lanes = [T::zero(); LANES];
+    let mut groups = x.chunks_exact(LANES);
+    for g in &mut groups {
+        if let Ok(g) = <&[T; LANES]>::try_from(g) {
+            for l in 0..LANES {
+                lanes[l] += g[l] * T::zero();
             }
         }
     }
-    Ok((loss, sink.finish()))
+    for (lane, &v) in lanes.iter_mut().zip(groups.remainder()) {
+        *lane += v * T::zero();
+    }
+    lanes.iter().all(|v| !v.is_nan())
+}
+
+/// The row's gradient for upstream `u`: each maximiser of `s_c + 1 - [c = y]` gets `u / k`
+/// (`k` of them; NaN everywhere when the maximum `m` is NaN, `k = 0`), the true class `-u`.
+#[inline(always)]
+fn row_gradient<T: Float>(row: &[T], label: usize, m: f64, u: f64, g: &mut [T]) {
+    // s_c + 1 - 0 is s_c + 1 exactly for the other classes
+    let shifted = |c: usize| if c == label { row[c].acc() + 1.0 - 1.0 } else { row[c].acc() + 1.0 };
+    let mut k = 0.0f64;
+    for &v in row {
+        k += if v.acc() + 1.0 == m { 1.0 } else { 0.0 };
+    }
+    // the true class was counted as s_y + 1: count it as s_y + 1 - 1
+    k -= if row[label].acc() + 1.0 == m { 1.0 } else { 0.0 };
+    k += if shifted(label) == m { 1.0 } else { 0.0 };
+    let k = if m.is_nan() { 0.0 } else { k };
+    let share = u / k;
+    let off = share * 0.0;
+    for (gc, &v) in g.iter_mut().zip(row) {
+        // at_max - 0 is at_max exactly for the other classes
+        *gc = T::from_acc(if v.acc() + 1.0 == m { share } else { off });
+    }
+    g[label] = T::from_acc(if shifted(label) == m { share } else { off } - u);
 }
 
 fn eval<T: PickFloat>(
