@@ -191,7 +191,14 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
                 }
                 for ((_, b), k) in bufs.iter_mut().zip(target) {
                     if fill {
-                        b.fill(T::zero());
+                        // large buffers are filled by every thread (fixed chunks)
+                        let b: &mut [T] = b;
+                        crate::kernels::sum::par_chunks(b.len(), Some(b), |_, _, part| {
+                            if let Some(part) = part {
+                                part.fill(T::zero());
+                            }
+                            0.0
+                        });
                     }
                     out[k] = Some(&mut **b);
                 }

@@ -118,6 +118,10 @@ pub fn log_softmax_row<T: Float>(row: &mut [T]) {
     }
 }
 
+/// The backward input of [`log_softmax_row_into`]: the upstream's per-element factors (absent
+/// when uniform), their common scale, and the gradient row to write.
+pub type SoftmaxVjp<'a, T> = (Option<&'a [T]>, T, &'a mut [T]);
+
 /// `log_softmax` of one contiguous row `x` written into `out`, in one read of `x` from memory
 /// and one exponential per element: the maximum `m`, `e_c = exp(x_c - m)` (into the gradient
 /// row, or into `out` until it is overwritten) summed by blocks into `S`, then
@@ -131,7 +135,7 @@ pub fn log_softmax_row<T: Float>(row: &mut [T]) {
 pub fn log_softmax_row_into<T: Float>(
     x: &[T],
     out: &mut [T],
-    vjp: Option<(Option<&[T]>, T, &mut [T])>,
+    vjp: Option<SoftmaxVjp<'_, T>>,
     scratch: &mut Vec<f64>,
 ) {
     use crate::kernels::sum::{block_sum, tree, BLOCK};
