@@ -132,12 +132,7 @@ pub type SoftmaxVjp<'a, T> = (Option<&'a [T]>, T, &'a mut [T]);
 /// `x`: `u_c - softmax_c * sum_k u_k`, with `softmax_c = e_c / S`. A row with a NaN, a `+inf`,
 /// or only `-inf` gives NaN, as in PyTorch.
 #[inline(always)]
-pub fn log_softmax_row_into<T: Float>(
-    x: &[T],
-    out: &mut [T],
-    vjp: Option<SoftmaxVjp<'_, T>>,
-    scratch: &mut Vec<f64>,
-) {
+pub fn log_softmax_row_into<T: Float>(x: &[T], out: &mut [T], vjp: Option<SoftmaxVjp<'_, T>>, scratch: &mut Vec<f64>) {
     use crate::kernels::sum::{block_sum, tree, BLOCK};
     let n = x.len().min(out.len());
     let (x, out) = (&x[..n], &mut out[..n]);
