@@ -60,6 +60,30 @@ impl<'u, 'g, T: Clone> Backward<'u, 'g, T> {
     }
 }
 
+/// [`Backward::start`] for an optional backward pass: both parts absent without one.
+pub(crate) fn start_optional<'u, 'g, T: Clone>(
+    backward: Option<Backward<'u, 'g, T>>,
+) -> (Option<Upstream<'u, T>>, Option<GradSink<'g, T>>) {
+    match backward {
+        None => (None, None),
+        Some(bw) => {
+            let (upstream, sink) = bw.start();
+            (Some(upstream), Some(sink))
+        }
+    }
+}
+
+/// [`GradSink::slots_overwritten`] on an optional sink: no slot without one.
+pub(crate) fn overwritten_slots<'s, T: crate::Float, const K: usize>(
+    sink: &'s mut Option<GradSink<'_, T>>,
+    req: [SlotRequest<'_>; K],
+) -> Result<[Option<&'s mut [T]>; K]> {
+    match sink {
+        Some(sink) => sink.slots_overwritten(req),
+        None => Ok(std::array::from_fn(|_| None)),
+    }
+}
+
 /// Gradients by argument name, in the order of the loss's arguments.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Grads<T> {

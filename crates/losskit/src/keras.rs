@@ -12,7 +12,7 @@
 
 use crate::error::{LossError, Result};
 use crate::float::Float;
-use crate::grad::Upstream;
+use crate::grad::{overwritten_slots, start_optional, Upstream};
 use crate::kernels::broadcast::{broadcast_shapes, expand};
 use crate::kernels::sum::sum_acc;
 use crate::reduction::{Cot, Reduction, KERAS_REDUCTIONS};
@@ -238,18 +238,10 @@ pub(crate) fn keras_rows<T: Float>(
     let reducer = KerasReduce::new(reduction, &per_sample, sample_weight, mask)?;
     let n = layout.len;
     let mut values = vec![T::zero(); layout.rows()];
-    let (cots, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(reducer.backward(&upstream)?), Some(sink))
-        }
-    };
+    let (upstream, mut sink) = start_optional(backward);
+    let cots = upstream.as_ref().map(|up| reducer.backward(up)).transpose()?;
     if layout.inner == 1 {
-        let [grad] = match sink.as_mut() {
-            Some(sink) => sink.slots_overwritten([("y_pred", pred.shape(), true)])?,
-            None => [None],
-        };
+        let [grad] = overwritten_slots(&mut sink, [("y_pred", pred.shape(), true)])?;
         let (p, cots) = (pred.data(), cots.as_deref());
         crate::kernels::sum::par_rows(
             layout.rows(),

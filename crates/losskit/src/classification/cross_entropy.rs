@@ -7,10 +7,9 @@ use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::{LossError, Result};
 use crate::float::Float;
-use crate::grad::{Backward, Grads};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
-use crate::kernels::simd::dispatch;
-use crate::kernels::sum::{par_rows, par_units, sum_by, Every, SplitOut, CHUNK};
+use crate::kernels::sum::{par_rows, sum_by};
 use crate::kernels::xent::{index_xent_row, prob_xent_row, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
@@ -296,37 +295,24 @@ fn indices_contiguous<T: Float>(
     // the class weights and their sum, the same for every row
     let weights = targets.weight().map(|w| (w, sum_by(classes, |c| w[c].acc())));
     let mut values = vec![T::zero(); rows];
-    let (cot, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(targets.row_cotangents(&upstream, reduction)?), Some(sink))
-        }
-    };
-    let [gx] = match sink.as_mut() {
-        Some(sink) => sink.slots_overwritten([("input", input.shape(), true)])?,
-        None => [None],
-    };
+    let (upstream, mut sink) = start_optional(backward);
+    let cot = upstream.as_ref().map(|up| targets.row_cotangents(up, reduction)).transpose()?;
+    let [gx] = overwritten_slots(&mut sink, [("input", input.shape(), true)])?;
     let cot = cot.as_deref();
-    let rows_per_chunk = (CHUNK / classes).max(1);
-    par_units(rows, rows_per_chunk, (Every(Some(&mut values[..]), classes), gx), classes, |r0, r1, (vals, mut g)| {
-        let vals = vals.0.unwrap_or_default();
-        dispatch(
-            #[inline(always)]
-            || {
-                let mut scratch = Vec::new();
-                for (k, r) in (r0..r1).enumerate() {
-                    let row = &x[r * classes..(r + 1) * classes];
-                    let grad = match (cot, g.split_front(classes)) {
-                        (Some(c), Some(g_row)) => Some((c[r], g_row)),
-                        _ => None,
-                    };
-                    vals[k] = index_xent_row(row, targets.class(r), smoothing, weights, grad, &mut scratch);
-                }
-                0.0
-            },
-        )
-    });
+    par_rows(
+        rows,
+        classes,
+        &mut values,
+        gx,
+        #[inline(always)]
+        |r, g: Option<&mut [T]>, scratch| {
+            let grad = match (cot, g) {
+                (Some(c), Some(g)) => Some((c[r], g)),
+                _ => None,
+            };
+            index_xent_row(&x[r * classes..(r + 1) * classes], targets.class(r), smoothing, weights, grad, scratch)
+        },
+    );
     Ok((targets.reduce(values, reduction), sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
@@ -417,21 +403,9 @@ fn probabilities_contiguous<T: Float>(
     let rows = x.len() / classes;
     let smoothing = sm.map(|(keep, per_class)| Smoothing { keep, per_class });
     let mut values = vec![T::zero(); rows];
-    let (upstream, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(upstream), Some(sink))
-        }
-    };
-    let cot = match &upstream {
-        Some(up) => Some(reduce_cot(up, out_shape, reduction, Some(denominator))?),
-        None => None,
-    };
-    let [gx, gy] = match sink.as_mut() {
-        Some(sink) => sink.slots_overwritten([("input", input.shape(), true), ("target", input.shape(), true)])?,
-        None => [None, None],
-    };
+    let (upstream, mut sink) = start_optional(backward);
+    let cot = upstream.as_ref().map(|up| reduce_cot(up, out_shape, reduction, Some(denominator))).transpose()?;
+    let [gx, gy] = overwritten_slots(&mut sink, [("input", input.shape(), true), ("target", input.shape(), true)])?;
     let cot = cot.as_ref();
     par_rows(
         rows,

@@ -5,7 +5,7 @@ use crate::catalog::spec::build::{arg, opt};
 use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, OptKind, OptionSpec};
 use crate::error::{LossError, Result};
 use crate::float::Float;
-use crate::grad::{Backward, Grads};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::alloc::zeroed;
 use crate::kernels::axis::{log_softmax_row_into, log_softmax_rows, AxisLayout};
 use crate::kernels::sum::par_rows;
@@ -175,21 +175,9 @@ fn contiguous<T: Float>(
     let x = input.data();
     let mut out = zeroed::<T>(x.len());
     let mut unused = vec![T::zero(); rows];
-    let (upstream, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(upstream), Some(sink))
-        }
-    };
-    let cot = match &upstream {
-        Some(up) => Some(Cot::from_upstream(up, shape)?),
-        None => None,
-    };
-    let [gx] = match sink.as_mut() {
-        Some(sink) => sink.slots_overwritten([("input", shape, true)])?,
-        None => [None],
-    };
+    let (upstream, mut sink) = start_optional(backward);
+    let cot = upstream.as_ref().map(|up| Cot::from_upstream(up, shape)).transpose()?;
+    let [gx] = overwritten_slots(&mut sink, [("input", shape, true)])?;
     par_rows(
         rows,
         classes,

@@ -6,7 +6,7 @@ use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::Result;
 use crate::float::Float;
-use crate::grad::{Backward, Grads};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::sum::par_rows;
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
@@ -192,17 +192,9 @@ fn contiguous<T: Float>(
     let classes = targets.rows.layout.len;
     let rows = targets.rows.layout.rows();
     let mut values = vec![T::zero(); rows];
-    let (cot, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(targets.row_cotangents(&upstream, reduction)?), Some(sink))
-        }
-    };
-    let [gx] = match sink.as_mut() {
-        Some(sink) => sink.slots_overwritten([("input", input.shape(), true)])?,
-        None => [None],
-    };
+    let (upstream, mut sink) = start_optional(backward);
+    let cot = upstream.as_ref().map(|up| targets.row_cotangents(up, reduction)).transpose()?;
+    let [gx] = overwritten_slots(&mut sink, [("input", input.shape(), true)])?;
     let cot = cot.as_deref();
     par_rows(
         rows,

@@ -6,7 +6,7 @@ use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, OptKind};
 use crate::error::{LossError, Result};
 use crate::float::Float;
-use crate::grad::{Backward, Grads};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::broadcast::{broadcast_all, expand, sum_into};
 use crate::kernels::norm::NormDegree;
 use crate::kernels::simd::dispatch;
@@ -303,21 +303,11 @@ fn same_shape<T: Float>(
     let (xa, xp, xn) = (anchor.data(), positive.data(), negative.data());
     let (margin, eps, swap) = (options.margin, options.eps, options.swap);
     let mut values = vec![T::zero(); rows];
-    let (upstream, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(upstream), Some(sink))
-        }
-    };
+    let (upstream, mut sink) = start_optional(backward);
     let cot = upstream.as_ref().map(|u| reduce_cot(u, batch, options.reduction, None)).transpose()?;
     // every element of the gradients is written below
-    let [ga, gp, gn] = match sink.as_mut() {
-        Some(sink) => {
-            sink.slots_overwritten([("anchor", full, true), ("positive", full, true), ("negative", full, true)])?
-        }
-        None => [None, None, None],
-    };
+    let [ga, gp, gn] =
+        overwritten_slots(&mut sink, [("anchor", full, true), ("positive", full, true), ("negative", full, true)])?;
     let per_chunk = (CHUNK / d.max(1)).max(1);
     par_units(rows, per_chunk, (Every(Some(&mut values[..]), d), [ga, gp, gn]), d, |r0, r1, (vals, mut g)| {
         let vals = vals.0.unwrap_or_default();

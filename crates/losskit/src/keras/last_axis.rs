@@ -11,7 +11,7 @@
 use super::{align_pair, KerasReduce};
 use crate::error::{LossError, Result};
 use crate::float::Float;
-use crate::grad::{Backward, Grads};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::simd::dispatch;
 use crate::kernels::sum::{block_sum, par_units, tree, Every, SplitOut, BLOCK, CHUNK};
 use crate::reduction::Reduction;
@@ -59,17 +59,9 @@ pub(crate) fn last_axis_loss<T: Float>(
         Combine::Sum => 1.0,
     };
     let mut values = vec![T::zero(); n];
-    let (cots, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(reducer.backward(&upstream)?), Some(sink))
-        }
-    };
-    let [grad] = match sink.as_mut() {
-        Some(sink) => sink.slots_overwritten([("y_pred", y_pred.shape(), true)])?,
-        None => [None],
-    };
+    let (upstream, mut sink) = start_optional(backward);
+    let cots = upstream.as_ref().map(|up| reducer.backward(up)).transpose()?;
+    let [grad] = overwritten_slots(&mut sink, [("y_pred", y_pred.shape(), true)])?;
     if let Some(rows_per_chunk) = CHUNK.checked_div(d) {
         let cots = cots.as_deref();
         let rows_per_chunk = rows_per_chunk.max(1);

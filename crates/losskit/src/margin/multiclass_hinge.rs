@@ -6,7 +6,7 @@ use crate::catalog::spec::build::arg;
 use crate::catalog::spec::{ArgKind, Family, LossSpec};
 use crate::error::{LossError, Result};
 use crate::float::Float;
-use crate::grad::{Backward, Grads};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::axis::row_max;
 use crate::kernels::simd::dispatch;
 use crate::kernels::sum::{par_units, Every, SplitOut, CHUNK, LANES};
@@ -129,19 +129,10 @@ fn run<T: Float>(
     let s = scores.data();
     let rows = y.len();
     let mut values = vec![T::zero(); rows];
-    let (upstream, mut sink) = match backward {
-        None => (None, None),
-        Some(bw) => {
-            let (upstream, sink) = bw.start();
-            (Some(upstream), Some(sink))
-        }
-    };
+    let (upstream, mut sink) = start_optional(backward);
     let cot = upstream.as_ref().map(|u| Cot::from_upstream(u, lead)).transpose()?;
     // every element of the gradient is written below
-    let [gs] = match sink.as_mut() {
-        Some(sink) => sink.slots_overwritten([("scores", shape, true)])?,
-        None => [None],
-    };
+    let [gs] = overwritten_slots(&mut sink, [("scores", shape, true)])?;
     // rows of the (contiguous, last) class axis over threads in fixed chunks: the same bits on
     // any thread count (each row is computed on its own)
     let per_chunk = (CHUNK / classes.max(1)).max(1);
