@@ -168,8 +168,8 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
     }
 
     /// [`slots`](Self::slots) for a kernel that writes every element of every slot: a caller's
-    /// buffer is not zero-filled first (one pass less over it). Fresh buffers still come from
-    /// a zeroed allocation, which costs nothing until a page is first written.
+    /// buffer is not zero-filled first (one pass less over it), and a fresh buffer is not
+    /// zeroed either ([`alloc::for_overwrite`](crate::kernels::alloc::for_overwrite)).
     pub(crate) fn slots_overwritten<const K: usize>(
         &mut self,
         req: [SlotRequest<'_>; K],
@@ -186,7 +186,12 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
                 for (k, (name, shape, present)) in req.iter().enumerate() {
                     if *present {
                         let n = crate::tensor::numel(shape);
-                        items.push((name, Tensor::from_parts(crate::kernels::alloc::zeroed(n), shape.to_vec())));
+                        let data = if fill {
+                            crate::kernels::alloc::zeroed(n)
+                        } else {
+                            crate::kernels::alloc::for_overwrite(n)
+                        };
+                        items.push((name, Tensor::from_parts(data, shape.to_vec())));
                         which.push(k);
                     }
                 }

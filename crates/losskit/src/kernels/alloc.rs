@@ -5,6 +5,11 @@
 //! the loss itself). [`zeroed`] asks Linux to back large buffers with 2 MiB pages
 //! (`madvise(MADV_HUGEPAGE)`), which takes 512 times fewer faults. The buffer comes from a
 //! zeroed allocation, which for large sizes is fresh zero pages that cost nothing until written.
+//!
+//! A buffer that a kernel writes in full comes from [`for_overwrite`] instead: no zero fill.
+//! With a warm allocator (freed memory reused, as with glibc's `mmap_threshold` raised) a
+//! zeroed allocation is a `memset` of the whole buffer, one extra write pass; fresh pages are
+//! zeroed by the kernel either way.
 
 use crate::float::Float;
 
@@ -16,6 +21,29 @@ const HUGE_PAGE: usize = 2 << 20;
 /// A zero-filled vector of `n` elements; large ones backed by huge pages where the OS allows.
 pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
     let v = vec![T::zero(); n];
+    advise_huge_pages(&v);
+    v
+}
+
+/// A vector of `n` elements whose contents are unspecified, for a kernel that writes every
+/// element before reading any (a gradient slot handed out by `slots_overwritten`); large ones
+/// backed by huge pages where the OS allows.
+///
+/// In debug builds every element starts as NaN, so an element that a kernel forgot to write
+/// shows up as NaN in the tests instead of as a stale value.
+pub fn for_overwrite<T: Float>(n: usize) -> Vec<T> {
+    if cfg!(debug_assertions) {
+        let v = vec![T::nan(); n];
+        advise_huge_pages(&v);
+        return v;
+    }
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    // SAFETY: the capacity is at least `n`, so `set_len(n)` stays inside the allocation. `T`
+    // is `f32` or `f64` (the `Float` bound), plain data for which every bit pattern is a
+    // valid value, with no destructor. The contract of this function is that the caller writes
+    // every element before reading it (debug builds poison the buffer with NaN so a missed
+    // element fails the tests); the allocator's previous contents are never observed.
+    unsafe { v.set_len(n) };
     advise_huge_pages(&v);
     v
 }
@@ -71,6 +99,15 @@ mod tests {
             *x = i as f32;
         }
         assert_eq!(v[n - 1], (n - 1) as f32);
+        // a buffer for overwriting has the length asked for and is ordinary writable memory
+        let mut w: Vec<f64> = for_overwrite(n);
+        assert_eq!(w.len(), n);
+        if cfg!(debug_assertions) {
+            assert!(w.iter().all(|x| x.is_nan()));
+        }
+        w.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+        assert!(w.iter().enumerate().all(|(i, &x)| x == i as f64));
+        assert!(for_overwrite::<f32>(0).is_empty());
         // small buffers are left alone
         let small: Vec<f64> = zeroed(100);
         assert!(!advise_huge_pages(&small) && small.iter().all(|&x| x == 0.0));
