@@ -31,6 +31,9 @@ pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
 ///
 /// In debug builds every element starts as NaN, so an element that a kernel forgot to write
 /// shows up as NaN in the tests instead of as a stale value.
+// `uninit_vec`: the contents are deliberately unspecified until the kernel writes them (see
+// the SAFETY comment); this is the one place the crate does it.
+#[allow(clippy::uninit_vec)]
 pub fn for_overwrite<T: Float>(n: usize) -> Vec<T> {
     if cfg!(debug_assertions) {
         let v = vec![T::nan(); n];
