@@ -137,7 +137,7 @@ pub fn binary_cross_entropy_grad<T: Float>(
 
 /// Fails unless every element lies in `[0, 1]` (NaN fails too).
 fn check_unit_interval<T: Float>(name: &str, v: &View<'_, T>) -> Result<()> {
-    match v.data().iter().position(|x| !(T::zero()..=T::one()).contains(x)) {
+    match crate::kernels::scan::first_outside(v.data(), T::zero(), T::one()) {
         None => Ok(()),
         Some(i) => Err(LossError::value(
             name,
@@ -168,9 +168,12 @@ fn run<T: Float>(
         move |x, y, _| (y - one) * (-x).vln_1p().max(floor) - y * x.vln().max(floor),
         #[inline(always)]
         move |x, y, _| {
-            let value = (y - one) * (-x).vln_1p().max(floor) - y * x.vln().max(floor);
-            // -logit(x), evaluated as log(x / (1 - x)) like the reference
-            (value, (x - y) / ((one - x) * x).max(eps), -(x / (one - x)).vln())
+            let (log_1mx, log_x) = ((-x).vln_1p(), x.vln());
+            let value = (y - one) * log_1mx.max(floor) - y * log_x.max(floor);
+            // the target's gradient -logit(x) = log(1 - x) - log(x), from the unclamped logs
+            // (the reference's log(x / (1 - x)) has the same absolute rounding error; at 0 and
+            // 1 both give the same infinities)
+            (value, (x - y) / ((one - x) * x).max(eps), log_1mx - log_x)
         },
         backward,
     )

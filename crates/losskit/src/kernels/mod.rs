@@ -16,13 +16,15 @@
 //!   zero coordinates and ties);
 //! - [`xent`]: cross-entropy kernels (binary per element; softmax and renormalised-clipped
 //!   rows of class scores) with their gradients;
-//! - [`cosine`]: the Keras cosine of two rows (L2 normalisation with an epsilon floor).
+//! - [`cosine`]: the Keras cosine of two rows (L2 normalisation with an epsilon floor);
+//! - [`scan`]: vectorised validation scans (the first element outside a range).
 
 pub mod alloc;
 pub mod axis;
 pub mod broadcast;
 pub mod cosine;
 pub mod norm;
+pub mod scan;
 pub mod simd;
 pub mod stable;
 pub mod sum;

@@ -6,13 +6,13 @@ use crate::float::Float;
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
 #[inline(always)]
 pub fn softplus<T: Float>(x: T) -> T {
-    x.max(T::zero()) + (-x.abs()).vexp().vln_1p()
+    x.max(T::zero()) + (-x.abs()).vexp().vln_1p_unit()
 }
 
 /// `log(sigmoid(x)) = -softplus(-x)`.
 #[inline(always)]
 pub fn log_sigmoid<T: Float>(x: T) -> T {
-    x.min(T::zero()) - (-x.abs()).vexp().vln_1p()
+    x.min(T::zero()) - (-x.abs()).vexp().vln_1p_unit()
 }
 
 /// The logistic function, without overflow for either sign (branch-free: `1 / (1 + e)` or
@@ -28,7 +28,7 @@ pub fn log_sigmoid_and_sigmoid<T: Float>(x: T) -> (T, T) {
     let e = (-x.abs()).vexp();
     let r = T::one() / (T::one() + e);
     let sig = if x >= T::zero() { r } else { e * r };
-    (x.min(T::zero()) - e.vln_1p(), sig)
+    (x.min(T::zero()) - e.vln_1p_unit(), sig)
 }
 
 /// `x * log(y)`, defined as `0` when `x == 0` (whatever `y`).
@@ -71,7 +71,7 @@ pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
     let u = a * a;
     let t = (-(a + a)).vexp();
     let small = a < T::of(0.5);
-    let lc = if small { u * horner6(&LOG_COSH, u) } else { a + t.vln_1p() - T::LN_2() };
+    let lc = if small { u * horner6(&LOG_COSH, u) } else { a + t.vln_1p_unit() - T::LN_2() };
     let th = if small { a * horner6(&TANH, u) } else { (T::one() - t) / (T::one() + t) };
     (lc, th.copysign(z))
 }
@@ -93,7 +93,7 @@ pub fn log_cosh<T: Float>(z: T) -> T {
         let s = (a * T::of(0.5)).sinh();
         (T::of(2.0) * s * s).vln_1p()
     } else {
-        a + (-(a + a)).vexp().vln_1p() - T::LN_2()
+        a + (-(a + a)).vexp().vln_1p_unit() - T::LN_2()
     }
 }
 

@@ -24,7 +24,7 @@ use crate::kernels::sum::{block_sum, sum_by, tree, BLOCK};
 pub fn bce_logits<T: Float>(t: T, x: T) -> (T, T) {
     let u = T::one() - t;
     let e = (-x.abs()).vexp();
-    let l = e.vln_1p();
+    let l = e.vln_1p_unit();
     let (log_sig, log_sig_neg) = (x.min(T::zero()) - l, (-x).min(T::zero()) - l);
     let r = T::one() / (T::one() + e);
     let (sig, sig_neg) = if x >= T::zero() { (r, e * r) } else { (e * r, r) };

@@ -21,7 +21,8 @@ use crate::tensor::View;
 /// become `2y - 1` (-1/+1); otherwise (any other value, NaN included) they are used as given.
 pub(crate) fn keras_hinge_labels<'v, T: Float>(y_true: &'v View<'_, T>) -> View<'v, T> {
     let (zero, one) = (T::zero(), T::one());
-    if y_true.data().iter().all(|&y| y == zero || y == one) {
+    let binary = |y: T| (y == zero) | (y == one);
+    if crate::kernels::scan::first_failing(y_true.data(), binary).is_none() {
         let two = T::of(2.0);
         y_true.map(|&y| two * y - one)
     } else {
