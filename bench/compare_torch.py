@@ -68,6 +68,8 @@ def measure(f, target_s, min_reps, max_reps=1_000_000):
 
 # the options each losskit case runs with (bench.rs); the counterparts below assume them
 EXPECTED_OPTIONS = {
+    "cross_entropy@label_smoothing": "label_smoothing=0.1",
+    "cross_entropy@probabilities": "target=probabilities",
     "log_softmax": "dim=1",
     "categorical_crossentropy": "from_logits=true",
     "sparse_categorical_crossentropy": "from_logits=true",
@@ -75,9 +77,10 @@ EXPECTED_OPTIONS = {
 }
 
 
-def torch_case(loss, shape, dtype, gen):
+def torch_case(loss, shape, dtype, gen, variant=""):
     """Inputs (by losskit argument name, same value ranges as bench.rs), the torch function of
-    them, and a description of the counterpart; None where there is none."""
+    them, and a description of the counterpart; None where there is none. `variant` names a
+    second case of the same loss (bench.rs `ID@VARIANT`)."""
     import torch
     import torch.nn.functional as F
 
@@ -139,6 +142,21 @@ def torch_case(loss, shape, dtype, gen):
         )
     if loss == "log_softmax":
         return dict(input=U(-4, 4)), lambda a: F.log_softmax(a["input"], dim=1), "F.log_softmax(dim=1)"
+    if loss == "cross_entropy" and variant == "label_smoothing":
+        return (
+            dict(input=U(-4, 4), target=classes()),
+            lambda a: F.cross_entropy(a["input"], a["target"], label_smoothing=0.1),
+            "F.cross_entropy(label_smoothing=0.1)",
+        )
+    if loss == "cross_entropy" and variant == "probabilities":
+        p = torch.rand(shape, dtype=dtype, generator=gen)
+        return (
+            dict(input=U(-4, 4), target=p / p.sum(dim=1, keepdim=True)),
+            lambda a: F.cross_entropy(a["input"], a["target"]),
+            "F.cross_entropy(probability targets)",
+        )
+    if variant:
+        return None
     if loss == "cross_entropy":
         return (
             dict(input=U(-4, 4), target=classes()),
@@ -220,16 +238,16 @@ def worker(cases_path, out_path, alloc, target_s, min_reps):
     lk = [r for r in recs if r.get("peer") == "losskit" and r["mode"] in ("fwd", "fwd_bwd")]
     groups = {}
     for r in lk:
-        groups.setdefault((r["loss"], tuple(r["shape"]), r["dtype"]), []).append(r)
+        groups.setdefault((r["loss"], r.get("variant", ""), tuple(r["shape"]), r["dtype"]), []).append(r)
     out = []
     gen = torch.Generator().manual_seed(1055)
-    for (loss, shape, dt), rs in groups.items():
+    for (loss, variant, shape, dt), rs in groups.items():
         dtype = torch.float32 if dt == "f32" else torch.float64
-        want = EXPECTED_OPTIONS.get(loss, "")
+        want = EXPECTED_OPTIONS.get(f"{loss}@{variant}" if variant else loss, "")
         if rs[0].get("options", "") != want:
             print(f"warning: {loss}: losskit ran with options '{rs[0].get('options')}', torch assumes '{want}'",
                   file=sys.stderr)
-        built = torch_case(loss, list(shape), dtype, gen)
+        built = torch_case(loss, list(shape), dtype, gen, variant)
         if built is None:
             print(f"{loss}: no torch counterpart", file=sys.stderr)
             continue
@@ -366,7 +384,8 @@ def main():
         k = key(r)
         td, tw, lw = tq["default"].get(k), tq["warm"].get(k), lkw.get(k)
         # the counterpart's name, from any torch record of this loss
-        cp = next((x["counterpart"] for x in torch_recs["default"] if x["loss"] == r["loss"]), "-")
+        same = lambda x: x["case"].split("/")[0] == r["case"].split("/")[0]  # noqa: E731
+        cp = next((x["counterpart"] for x in torch_recs["default"] if same(x)), "-")
         bw = stream.get(r["threads"])
         frac = f"{100 * r['eff_gbps'] / bw['gbps']:.0f}%" if bw else "-"
         tdm, twm, lwm = (td or {}).get("median_s"), (tw or {}).get("median_s"), (lw or {}).get("median_s")

@@ -114,33 +114,49 @@ enum Kind {
 /// catalogue's defaults unless listed).
 struct Def {
     id: &'static str,
+    /// "" for the loss's main case; otherwise the case is named `ID@VARIANT` (same loss, other
+    /// options or target kind), e.g. to compare label smoothing with plain cross-entropy.
+    variant: &'static str,
     kind: Kind,
     options: &'static str,
 }
 
+impl Def {
+    /// `ID` or `ID@VARIANT`.
+    fn name(&self) -> String {
+        if self.variant.is_empty() {
+            self.id.to_string()
+        } else {
+            format!("{}@{}", self.id, self.variant)
+        }
+    }
+}
+
 const DEFS: &[Def] = &[
-    Def { id: "mse", kind: Kind::Flat, options: "" },
-    Def { id: "l1", kind: Kind::Flat, options: "" },
-    Def { id: "huber", kind: Kind::Flat, options: "" },
-    Def { id: "smooth_l1", kind: Kind::Flat, options: "" },
-    Def { id: "log_cosh", kind: Kind::Rows, options: "" },
-    Def { id: "mean_absolute_percentage_error", kind: Kind::Rows, options: "" },
-    Def { id: "mean_squared_logarithmic_error", kind: Kind::Rows, options: "" },
-    Def { id: "poisson", kind: Kind::Rows, options: "" },
-    Def { id: "kl_divergence", kind: Kind::Rows, options: "" },
-    Def { id: "log_softmax", kind: Kind::Class, options: "dim=1" },
-    Def { id: "cross_entropy", kind: Kind::Class, options: "" },
-    Def { id: "nll", kind: Kind::Class, options: "" },
-    Def { id: "binary_cross_entropy", kind: Kind::Flat, options: "" },
-    Def { id: "binary_cross_entropy_with_logits", kind: Kind::Flat, options: "" },
-    Def { id: "categorical_crossentropy", kind: Kind::Class, options: "from_logits=true" },
-    Def { id: "sparse_categorical_crossentropy", kind: Kind::Class, options: "from_logits=true" },
-    Def { id: "binary_crossentropy", kind: Kind::Rows, options: "from_logits=true" },
-    Def { id: "squared_hinge", kind: Kind::Rows, options: "" },
-    Def { id: "multiclass_hinge", kind: Kind::Class, options: "" },
-    Def { id: "margin_ranking", kind: Kind::Flat, options: "" },
-    Def { id: "cosine_similarity", kind: Kind::Rows, options: "" },
-    Def { id: "triplet_margin", kind: Kind::Rows, options: "" },
+    Def { id: "mse", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "l1", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "huber", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "smooth_l1", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "log_cosh", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "mean_absolute_percentage_error", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "mean_squared_logarithmic_error", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "poisson", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "kl_divergence", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "log_softmax", variant: "", kind: Kind::Class, options: "dim=1" },
+    Def { id: "cross_entropy", variant: "", kind: Kind::Class, options: "" },
+    Def { id: "cross_entropy", variant: "label_smoothing", kind: Kind::Class, options: "label_smoothing=0.1" },
+    Def { id: "cross_entropy", variant: "probabilities", kind: Kind::Class, options: "target=probabilities" },
+    Def { id: "nll", variant: "", kind: Kind::Class, options: "" },
+    Def { id: "binary_cross_entropy", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "binary_cross_entropy_with_logits", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "categorical_crossentropy", variant: "", kind: Kind::Class, options: "from_logits=true" },
+    Def { id: "sparse_categorical_crossentropy", variant: "", kind: Kind::Class, options: "from_logits=true" },
+    Def { id: "binary_crossentropy", variant: "", kind: Kind::Rows, options: "from_logits=true" },
+    Def { id: "squared_hinge", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "multiclass_hinge", variant: "", kind: Kind::Class, options: "" },
+    Def { id: "margin_ranking", variant: "", kind: Kind::Flat, options: "" },
+    Def { id: "cosine_similarity", variant: "", kind: Kind::Rows, options: "" },
+    Def { id: "triplet_margin", variant: "", kind: Kind::Rows, options: "" },
 ];
 
 /// One requested size.
@@ -199,12 +215,12 @@ fn c_exp(n: usize) -> String {
 /// loss's kind.
 fn layout(def: &Def, size: Size) -> Option<(Vec<usize>, String)> {
     match (def.kind, size) {
-        (Kind::Flat, Size::Elems(n)) => Some((vec![n], format!("{}/n={}", def.id, c_exp(n)))),
+        (Kind::Flat, Size::Elems(n)) => Some((vec![n], format!("{}/n={}", def.name(), c_exp(n)))),
         (Kind::Rows, Size::Elems(n)) => {
             let shape = if n >= ROW && n % ROW == 0 { vec![n / ROW, ROW] } else { vec![1, n] };
-            Some((shape, format!("{}/n={}", def.id, c_exp(n))))
+            Some((shape, format!("{}/n={}", def.name(), c_exp(n))))
         }
-        (Kind::Class, Size::Class(b, c)) => Some((vec![b, c], format!("{}/{b}x{c}", def.id))),
+        (Kind::Class, Size::Class(b, c)) => Some((vec![b, c], format!("{}/{b}x{c}", def.name()))),
         _ => None,
     }
 }
@@ -493,6 +509,7 @@ impl Runner<'_> {
             "dtype": c.dtype,
             "grads": m.grads.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             "options": c.def.options,
+            "variant": c.def.variant,
         }));
         let frac = match self.read_bw.iter().find(|(t, _)| *t == threads) {
             Some((_, bw)) => format!("{:5.0}%", 100.0 * gbps / bw),
@@ -687,8 +704,29 @@ fn bench_loss<T: Float>(r: &mut Runner<'_>, def: &Def, shape: &[usize], case: St
             // nll needs only the labelled element of each row: B elements, not B x C
             let ci = info(if def.id == "nll" { b * eb } else { n * eb } + lab_bytes);
             match def.id {
-                "cross_entropy" => {
+                "cross_entropy" if def.variant == "probabilities" => {
+                    // rows of class probabilities (uniform draws scaled to sum to 1): one more
+                    // B x C input to read, and only the input's gradient in fwd_bwd_into
+                    let mut p = rng.uniform::<T>(n, 0.0, 1.0);
+                    for row in p.chunks_mut(c) {
+                        let s: f64 = row.iter().map(|v| v.f64()).sum();
+                        row.iter_mut().for_each(|v| *v = T::of(v.f64() / s));
+                    }
+                    let p = view(&p, shape)?;
                     let o = CrossEntropyOptions::default();
+                    let target = || CrossEntropyTarget::Probabilities(p.borrow());
+                    r.time(
+                        &info(2 * n * eb),
+                        || cross_entropy(x.borrow(), target(), None, &o),
+                        |bw| cross_entropy_grad(x.borrow(), target(), None, &o, bw),
+                        &[("input", n)],
+                    )
+                }
+                "cross_entropy" => {
+                    let o = match def.variant {
+                        "label_smoothing" => CrossEntropyOptions { label_smoothing: 0.1, ..Default::default() },
+                        _ => CrossEntropyOptions::default(),
+                    };
                     r.time(
                         &ci,
                         || cross_entropy(x.borrow(), CrossEntropyTarget::Indices(y.borrow()), None, &o),
@@ -859,24 +897,38 @@ fn stream_probe(r: &mut Runner<'_>, quick: bool) {
 /// closing summary.
 pub fn run(a: &BenchArgs) -> Result<String, String> {
     // selection first: every error before anything is timed
-    let ids: Vec<&'static str> = if a.ids.is_empty() {
-        if a.stream {
-            Vec::new()
-        } else {
-            catalog::specs().map(|s| s.id).collect()
-        }
+    // the cases to run: every case of each named loss (its variants too), or `ID@VARIANT` alone
+    let (ids, defs): (Vec<&'static str>, Vec<&'static Def>) = if a.ids.is_empty() {
+        let ids: Vec<&'static str> = if a.stream { Vec::new() } else { catalog::specs().map(|s| s.id).collect() };
+        let defs = DEFS.iter().filter(|d| ids.contains(&d.id)).collect();
+        (ids, defs)
     } else {
-        let mut v = Vec::new();
-        for id in &a.ids {
-            let e = catalog::lookup(id.trim()).map_err(|e| e.to_string())?;
-            if !DEFS.iter().any(|d| d.id == e.spec.id) {
-                return Err(format!("no benchmark case for `{id}` (add one to crates/losskit-cli/src/bench.rs)"));
+        let (mut ids, mut defs) = (Vec::new(), Vec::<&'static Def>::new());
+        for name in &a.ids {
+            let (id, variant) = match name.trim().split_once('@') {
+                Some((id, v)) => (id, Some(v)),
+                None => (name.trim(), None),
+            };
+            let e = catalog::lookup(id).map_err(|e| e.to_string())?;
+            let picked: Vec<&'static Def> =
+                DEFS.iter().filter(|d| d.id == e.spec.id && variant.map_or(true, |v| d.variant == v)).collect();
+            if picked.is_empty() {
+                let known: Vec<String> = DEFS.iter().filter(|d| d.id == e.spec.id).map(Def::name).collect();
+                return Err(match known.is_empty() {
+                    true => format!("no benchmark case for `{name}` (add one to crates/losskit-cli/src/bench.rs)"),
+                    false => format!("no benchmark case `{name}`; this loss has: {}", known.join(", ")),
+                });
             }
-            if !v.contains(&e.spec.id) {
-                v.push(e.spec.id);
+            if !ids.contains(&e.spec.id) {
+                ids.push(e.spec.id);
+            }
+            for d in picked {
+                if !defs.iter().any(|k| std::ptr::eq(*k, d)) {
+                    defs.push(d);
+                }
             }
         }
-        v
+        (ids, defs)
     };
     let skipped: Vec<&str> = ids.iter().copied().filter(|id| !DEFS.iter().any(|d| d.id == *id)).collect();
     let sizes: Vec<Size> = if !a.sizes.is_empty() {
@@ -921,8 +973,7 @@ pub fn run(a: &BenchArgs) -> Result<String, String> {
         ));
     }
     let mut none_of_kind = Vec::new();
-    for id in &ids {
-        let Some(def) = DEFS.iter().find(|d| d.id == *id) else { continue };
+    for def in defs {
         let mut any = false;
         for &size in &sizes {
             let Some((shape, case)) = layout(def, size) else { continue };
@@ -934,7 +985,7 @@ pub fn run(a: &BenchArgs) -> Result<String, String> {
                 }
             }
         }
-        if !any {
+        if !any && !none_of_kind.contains(&def.id) {
             none_of_kind.push(def.id);
         }
     }
@@ -1012,6 +1063,31 @@ mod tests {
         // one elementwise size, two class sizes, two dtypes: every case was checked
         let cases: usize = DEFS.iter().map(|d| if d.kind == Kind::Class { 4 } else { 2 }).sum();
         assert!(summary.contains(&format!("\n{cases} cases: the same bits on every thread count")), "{summary}");
+    }
+
+    #[test]
+    fn variants_are_selected_by_name() {
+        let args = |ids: &[&str]| BenchArgs {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            threads: vec![1],
+            sizes: vec!["8x5".into()],
+            dtypes: vec![Dt::F32],
+            modes: vec![Mode::Fwd],
+            json: None,
+            quick: false,
+            stream: false,
+            time: Some(0.0),
+            min_reps: Some(1),
+            check_threads: false,
+        };
+        // a plain id runs the loss's main case and its variants; ID@VARIANT that case alone
+        assert!(run(&args(&["cross_entropy"])).unwrap().contains("\n3 records;"));
+        assert!(run(&args(&["cross_entropy@label_smoothing"])).unwrap().contains("\n1 records;"));
+        let e = run(&args(&["cross_entropy@nope"])).unwrap_err();
+        assert!(e.contains("cross_entropy@label_smoothing") && e.contains("cross_entropy@probabilities"), "{e}");
+        assert!(run(&args(&["mse@x"])).is_err());
+        let def = DEFS.iter().find(|d| d.variant == "probabilities").unwrap();
+        assert_eq!(layout(def, Size::Class(4, 5)).map(|l| l.1).as_deref(), Some("cross_entropy@probabilities/4x5"));
     }
 
     #[test]

@@ -145,6 +145,8 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 let len = v.len();
                 let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                 let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
+                // every slice cut to `len`: no bounds check left in the loops, so no scalar tail
+                let (dx, dy) = (&mut dx[..len], &mut dy[..len]);
                 match e {
                     None => {
                         for i in 0..len {
@@ -160,6 +162,7 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 }
                 // the factor of each element: upstream times weight, (cot * w) as one product
                 let mut c = [scale; BLOCK];
+                let c = &mut c[..len];
                 if let Some(each) = each {
                     let es = &each[s..s + len];
                     for i in 0..len {
@@ -174,11 +177,13 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                     }
                 }
                 if let Some(gx) = gx.as_deref_mut() {
+                    let gx = &mut gx[..len];
                     for i in 0..len {
                         gx[i] = c[i] * dx[i];
                     }
                 }
                 if let Some(gy) = gy.as_deref_mut() {
+                    let gy = &mut gy[..len];
                     for i in 0..len {
                         gy[i] = c[i] * dy[i];
                     }

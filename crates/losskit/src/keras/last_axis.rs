@@ -89,6 +89,8 @@ pub(crate) fn last_axis_loss<T: Float>(
                             let v = &mut scratch[..len];
                             match (c, g_row.split_front(len)) {
                                 (Some(c), Some(g)) => {
+                                    // cut to `len`: no bounds check, so no scalar tail
+                                    let g = &mut g[..len];
                                     for i in 0..len {
                                         let (l, dl) = term(ts[i], ps[i]);
                                         v[i] = l;
@@ -151,6 +153,8 @@ fn short_rows<T: Float>(
         let v = &mut buf[..len];
         match (cots, grad.split_front(len)) {
             (Some(c), Some(g)) => {
+                // cut to `len`: no bounds check, so no scalar tail
+                let g = &mut g[..len];
                 for i in 0..len {
                     let (l, dl) = term(ts[i], ps[i]);
                     v[i] = l;

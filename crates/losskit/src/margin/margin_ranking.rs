@@ -246,8 +246,9 @@ fn same_shape<T: Float>(
             let len = v.len();
             let (a, b, t) = (&x1[s..s + len], &x2[s..s + len], &y[s..s + len]);
             let mut scratch = [T::zero(); BLOCK];
+            // cut to `len`: no bounds check in the loops, so no scalar tail
             let d1: &mut [T] = match g1.as_deref_mut() {
-                Some(g) => g,
+                Some(g) => &mut g[..len],
                 None => &mut scratch[..len],
             };
             match each {
@@ -268,6 +269,7 @@ fn same_shape<T: Float>(
                 }
             }
             if let Some(g2) = g2.as_deref_mut() {
+                let g2 = &mut g2[..len];
                 for i in 0..len {
                     g2[i] = -d1[i];
                 }
