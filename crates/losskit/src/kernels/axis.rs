@@ -132,7 +132,7 @@ pub fn log_softmax_row<T: Float>(row: &mut [T]) {
 /// when uniform), their common scale, and the gradient rows to write.
 pub type SoftmaxVjp<'a, T> = (Option<&'a [T]>, T, &'a mut [T]);
 
-/// `log_softmax` of a group of contiguous rows of `len` elements ([`rows`]) written into
+/// `log_softmax` of a group of contiguous rows of `len` elements ([`rows`](super::rows)) written into
 /// `out`, in one read of `x` from memory and one exponential per element: the row maxima `m`,
 /// `e_c = exp(x_c - m)` (into the gradient rows, or into `out` until it is overwritten) summed
 /// per row into `S`, then `out_c = (x_c - m) - ln S`.
