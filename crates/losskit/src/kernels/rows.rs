@@ -411,10 +411,10 @@ mod tests {
                     let lse = plain_lse(row);
                     let up = |c: usize| 0.5 * if per_element { u[r * len + c] } else { 1.0 };
                     let total: f64 = (0..len).map(up).sum();
-                    for c in 0..len {
+                    for (c, &xc) in row.iter().enumerate() {
                         let i = r * len + c;
-                        assert!(close(out[i], row[c] - lse, 1e-12), "len={len} r={r} c={c}");
-                        let want = up(c) - (row[c] - lse).exp() * total;
+                        assert!(close(out[i], xc - lse, 1e-12), "len={len} r={r} c={c}");
+                        let want = up(c) - (xc - lse).exp() * total;
                         assert!(close(g[i], want, 1e-12), "len={len} r={r} c={c}: {} vs {want}", g[i]);
                     }
                 }
