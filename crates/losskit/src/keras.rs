@@ -14,6 +14,7 @@ use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Upstream};
 use crate::kernels::broadcast::{broadcast_shapes, expand};
+use crate::kernels::rows::Workspace;
 use crate::kernels::sum::sum_acc;
 use crate::reduction::{Cot, Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
@@ -197,12 +198,24 @@ pub(crate) const EPSILON: f64 = 1e-7;
 
 /// One row of a [`keras_rows`] call: the elements of `y_true` and `y_pred` along the axis.
 pub(crate) struct Row<'r, T> {
-    /// The row's flat position in the per-sample loss (C order).
-    pub index: usize,
     /// The row of `y_true` (empty when the loss has no float target of `y_pred`'s shape).
     pub target: &'r [T],
     /// The row of `y_pred`.
     pub pred: &'r [T],
+}
+
+/// Consecutive rows of a [`keras_row_groups`] call, `len` elements each.
+pub(crate) struct RowGroup<'r, T> {
+    /// The flat position of the first row in the per-sample loss (C order); the others follow.
+    pub first: usize,
+    /// The rows' length (the size of the reduced axis).
+    pub len: usize,
+    /// The rows of `y_true` (empty when the loss has no float target of `y_pred`'s shape).
+    pub target: &'r [T],
+    /// The rows of `y_pred`.
+    pub pred: &'r [T],
+    /// The cotangent of each row's value, with a backward pass.
+    pub cots: Option<&'r [T]>,
 }
 
 /// The driver of every Keras loss that maps each row of `y_pred` along one axis to one
@@ -214,11 +227,7 @@ pub(crate) struct Row<'r, T> {
 /// one row and, given `Some((cot, grad))`, overwrites every element of `grad` (the row's length)
 /// with `cot * d value / d pred`. The gradient is reported for `y_pred`, in `pred`'s own shape.
 ///
-/// The upstream gradient of every sample is known before any value (the reduction is linear),
-/// so one pass computes values and gradients. Along the last axis the rows are contiguous and
-/// run through [`par_rows`](crate::kernels::sum::par_rows) (threads over fixed chunks of rows,
-/// SIMD-dispatched: pass `row` as an `#[inline(always)]` closure); along another axis each row
-/// is gathered into a buffer and its gradient scattered back.
+/// Rows run through [`keras_row_groups`]; pass `row` as an `#[inline(always)]` closure.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn keras_rows<T: Float>(
     shape: &[usize],
@@ -230,6 +239,56 @@ pub(crate) fn keras_rows<T: Float>(
     reduction: Reduction,
     backward: Option<crate::grad::Backward<'_, '_, T>>,
     row: impl Fn(Row<'_, T>, Option<(T, &mut [T])>, &mut Vec<f64>) -> T + Sync,
+) -> Result<(Tensor<T>, crate::grad::Grads<T>)> {
+    keras_row_groups(
+        shape,
+        axis,
+        target,
+        pred,
+        sample_weight,
+        mask,
+        reduction,
+        backward,
+        usize::MAX,
+        #[inline(always)]
+        |rows: RowGroup<'_, T>, mut grad: Option<&mut [T]>, values: &mut [T], work: &mut Workspace<T>| {
+            let n = rows.len;
+            for (k, v) in values.iter_mut().enumerate() {
+                let span = k * n..(k + 1) * n;
+                let t = if rows.target.is_empty() { rows.target } else { &rows.target[span.clone()] };
+                let g = match (rows.cots, grad.as_deref_mut()) {
+                    (Some(c), Some(g)) => Some((c[k], &mut g[span.clone()])),
+                    _ => None,
+                };
+                *v = row(Row { target: t, pred: &rows.pred[span] }, g, &mut work.parts);
+            }
+        },
+    )
+}
+
+/// [`keras_rows`] by groups of rows: `group(rows, grad, values, work)` computes the values of
+/// the rows of `rows` (at most `per_group` of them) into `values` and, given `grad` (with
+/// `rows.cots`), overwrites every element of it (`rows * len`) with each row's cotangent times
+/// the derivative of its value with respect to `pred`; `work` is reused from group to group.
+///
+/// The upstream gradient of every sample is known before any value (the reduction is linear),
+/// so one pass computes values and gradients. Along the last axis the rows are contiguous and
+/// run through [`par_row_groups`](crate::kernels::sum::par_row_groups) (threads over fixed
+/// chunks of rows, SIMD-dispatched: pass `group` as an `#[inline(always)]` closure); along
+/// another axis each row is gathered into a buffer, a group of its own, and its gradient
+/// scattered back.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn keras_row_groups<T: Float>(
+    shape: &[usize],
+    axis: usize,
+    target: Option<&[T]>,
+    pred: &View<'_, T>,
+    sample_weight: Option<&View<'_, T>>,
+    mask: Option<&[bool]>,
+    reduction: Reduction,
+    backward: Option<crate::grad::Backward<'_, '_, T>>,
+    per_group: usize,
+    group: impl Fn(RowGroup<'_, T>, Option<&mut [T]>, &mut [T], &mut Workspace<T>) + Sync,
 ) -> Result<(Tensor<T>, crate::grad::Grads<T>)> {
     use crate::kernels::axis::AxisLayout;
     debug_assert!(axis < shape.len() && numel(shape) == pred.len());
@@ -243,20 +302,24 @@ pub(crate) fn keras_rows<T: Float>(
     if layout.inner == 1 {
         let [grad] = overwritten_slots(&mut sink, [("y_pred", pred.shape(), true)])?;
         let (p, cots) = (pred.data(), cots.as_deref());
-        crate::kernels::sum::par_rows(
+        crate::kernels::sum::par_row_groups(
             layout.rows(),
             n,
+            per_group,
             &mut values,
             grad,
             #[inline(always)]
-            |r, g, scratch| {
-                let span = r * n..(r + 1) * n;
-                let t = target.map_or(&[][..], |t| &t[span.clone()]);
-                let g = match (cots, g) {
-                    (Some(c), Some(g)) => Some((c[r], g)),
-                    _ => None,
+            |r0, vals: &mut [T], g: Option<&mut [T]>, work: &mut Workspace<T>| {
+                let span = r0 * n..(r0 + vals.len()) * n;
+                let rows = RowGroup {
+                    first: r0,
+                    len: n,
+                    target: target.map_or(&[][..], |t| &t[span.clone()]),
+                    pred: &p[span],
+                    cots: cots.map(|c| &c[r0..r0 + vals.len()]),
                 };
-                row(Row { index: r, target: t, pred: &p[span] }, g, scratch)
+                let g = if rows.cots.is_some() { g } else { None };
+                group(rows, g, vals, work)
             },
         );
         return Ok((reducer.reduce(&values), sink.map(|s| s.finish()).unwrap_or_default()));
@@ -266,19 +329,20 @@ pub(crate) fn keras_rows<T: Float>(
         None => [None],
     };
     let (mut tbuf, mut pbuf, mut gbuf) = (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
-    let mut scratch = Vec::new();
+    let mut work = Workspace::default();
     for (r, v) in values.iter_mut().enumerate() {
         if let Some(t) = target {
             layout.gather(t, r, &mut tbuf);
         }
         layout.gather(pred.data(), r, &mut pbuf);
         let t: &[T] = if target.is_some() { &tbuf } else { &[] };
+        let rows = |cots| RowGroup { first: r, len: n, target: t, pred: &pbuf, cots };
         match (grad.as_deref_mut(), cots.as_deref()) {
             (Some(g), Some(cots)) => {
-                *v = row(Row { index: r, target: t, pred: &pbuf }, Some((cots[r], &mut gbuf)), &mut scratch);
+                group(rows(Some(&cots[r..r + 1])), Some(&mut gbuf), std::slice::from_mut(v), &mut work);
                 layout.scatter(&gbuf, r, g);
             }
-            _ => *v = row(Row { index: r, target: t, pred: &pbuf }, None, &mut scratch),
+            _ => group(rows(None), None, std::slice::from_mut(v), &mut work),
         }
     }
     Ok((reducer.reduce(&values), sink.map(|s| s.finish()).unwrap_or_default()))

@@ -1,14 +1,15 @@
 //! `categorical_crossentropy`: Keras categorical cross-entropy
 //! (`keras.losses.CategoricalCrossentropy`).
 
-use super::{keras_class_xent_row, ClassTarget, LabelSmoothing};
+use super::{keras_prob_xent_rows, LabelSmoothing};
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, KERAS_REDUCTION, KERAS_SAMPLE_WEIGHT};
 use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, OptKind};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::keras::{align_pair, keras_rows};
+use crate::keras::{align_pair, keras_row_groups};
+use crate::kernels::rows::rows_per_group;
 use crate::reduction::{Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{resolve_axis, Tensor, View};
 
@@ -165,7 +166,7 @@ fn run<T: Float>(
     let last = shape.last().copied().unwrap_or(1);
     let smooth = LabelSmoothing::<T>::categorical(options.label_smoothing, last)?;
     let from_logits = options.from_logits;
-    keras_rows(
+    keras_row_groups(
         &shape,
         axis,
         Some(y_true.data()),
@@ -174,10 +175,9 @@ fn run<T: Float>(
         None,
         options.reduction,
         backward,
+        rows_per_group(shape[axis]),
         #[inline(always)]
-        |row, grad, scratch| {
-            keras_class_xent_row(from_logits, row.pred, ClassTarget::Probabilities(row.target, smooth), grad, scratch)
-        },
+        |rows, grad, values, work| keras_prob_xent_rows(from_logits, rows, smooth, grad, values, work),
     )
 }
 

@@ -9,8 +9,9 @@ use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
-use crate::kernels::sum::{par_rows, sum_by};
-use crate::kernels::xent::{index_xent_row, prob_xent_row, Smoothing};
+use crate::kernels::rows::{rows_per_group, Workspace};
+use crate::kernels::sum::{par_row_groups, sum_by};
+use crate::kernels::xent::{index_xent_rows, prob_xent_rows, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
@@ -279,8 +280,8 @@ fn indices<T: Float>(
     Ok((targets.reduce(values, reduction), sink.finish()))
 }
 
-/// [`indices`] for rows that are contiguous (the class dimension last, as for `(N, C)`): every
-/// row in one pass ([`index_xent_row`]), rows split over threads in fixed chunks.
+/// [`indices`] for rows that are contiguous (the class dimension last, as for `(N, C)`): groups
+/// of rows in one pass each ([`index_xent_rows`]), over threads in fixed chunks.
 fn indices_contiguous<T: Float>(
     input: &View<'_, T>,
     targets: &IndexTargets<'_, T>,
@@ -299,18 +300,26 @@ fn indices_contiguous<T: Float>(
     let cot = upstream.as_ref().map(|up| targets.row_cotangents(up, reduction)).transpose()?;
     let [gx] = overwritten_slots(&mut sink, [("input", input.shape(), true)])?;
     let cot = cot.as_deref();
-    par_rows(
+    par_row_groups(
         rows,
         classes,
+        rows_per_group(classes),
         &mut values,
         gx,
         #[inline(always)]
-        |r, g: Option<&mut [T]>, scratch| {
-            let grad = match (cot, g) {
-                (Some(c), Some(g)) => Some((c[r], g)),
-                _ => None,
-            };
-            index_xent_row(&x[r * classes..(r + 1) * classes], targets.class(r), smoothing, weights, grad, scratch)
+        |r0, vals: &mut [T], g: Option<&mut [T]>, work: &mut Workspace<T>| {
+            let grad = if cot.is_some() { g } else { None };
+            index_xent_rows(
+                &x[r0 * classes..],
+                classes,
+                |k| targets.class(r0 + k),
+                smoothing,
+                weights,
+                |k| cot.map_or(T::zero(), |c| c[r0 + k]),
+                grad,
+                vals,
+                work,
+            );
         },
     );
     Ok((targets.reduce(values, reduction), sink.map(|s| s.finish()).unwrap_or_default()))
@@ -383,8 +392,8 @@ fn probabilities<T: Float>(
     Ok((reduce(values, &rows.out_shape, reduction, Some(denominator)), sink.finish()))
 }
 
-/// [`probabilities`] for contiguous rows (`(N, C)`): every row in one pass
-/// ([`prob_xent_row`]), rows over threads in fixed chunks.
+/// [`probabilities`] for contiguous rows (`(N, C)`): groups of rows in one pass each
+/// ([`prob_xent_rows`]), over threads in fixed chunks.
 #[allow(clippy::too_many_arguments)]
 fn probabilities_contiguous<T: Float>(
     input: &View<'_, T>,
@@ -407,16 +416,17 @@ fn probabilities_contiguous<T: Float>(
     let cot = upstream.as_ref().map(|up| reduce_cot(up, out_shape, reduction, Some(denominator))).transpose()?;
     let [gx, gy] = overwritten_slots(&mut sink, [("input", input.shape(), true), ("target", input.shape(), true)])?;
     let cot = cot.as_ref();
-    par_rows(
+    par_row_groups(
         rows,
         classes,
+        rows_per_group(classes),
         &mut values,
         (gx, gy),
         #[inline(always)]
-        |r, (gx, gy), scratch| {
-            let span = r * classes..(r + 1) * classes;
-            let s = cot.map_or(T::zero(), |c| c.at(r));
-            prob_xent_row(&x[span.clone()], &y[span], smoothing, weight, s, gx, gy, scratch)
+        |r0, vals: &mut [T], (gx, gy), work: &mut Workspace<T>| {
+            let span = r0 * classes..(r0 + vals.len()) * classes;
+            let s = |k: usize| cot.map_or(T::zero(), |c| c.at(r0 + k));
+            prob_xent_rows(&x[span.clone()], &y[span], classes, smoothing, weight, s, gx, gy, vals, work);
         },
     );
     Ok((reduce(values, out_shape, reduction, Some(denominator)), sink.map(|s| s.finish()).unwrap_or_default()))

@@ -7,8 +7,9 @@ use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::alloc::zeroed;
-use crate::kernels::axis::{log_softmax_row_into, log_softmax_rows, AxisLayout};
-use crate::kernels::sum::par_rows;
+use crate::kernels::axis::{log_softmax_rows, log_softmax_rows_into, AxisLayout};
+use crate::kernels::rows::{rows_per_group, Workspace};
+use crate::kernels::sum::par_row_groups;
 use crate::reduction::Cot;
 use crate::tensor::{resolve_axis, Tensor, View};
 
@@ -163,8 +164,8 @@ fn run<T: Float>(
     Ok((Tensor::from_parts(out, shape.to_vec()), sink.finish()))
 }
 
-/// [`run`] over contiguous rows (`dim` the last dimension, or followed by size-1 ones): each
-/// row in one pass ([`log_softmax_row_into`]), rows over threads in fixed chunks.
+/// [`run`] over contiguous rows (`dim` the last dimension, or followed by size-1 ones): groups
+/// of rows in one pass each ([`log_softmax_rows_into`]), over threads in fixed chunks.
 fn contiguous<T: Float>(
     input: &View<'_, T>,
     rows: usize,
@@ -178,14 +179,15 @@ fn contiguous<T: Float>(
     let (upstream, mut sink) = start_optional(backward);
     let cot = upstream.as_ref().map(|up| Cot::from_upstream(up, shape)).transpose()?;
     let [gx] = overwritten_slots(&mut sink, [("input", shape, true)])?;
-    par_rows(
+    par_row_groups(
         rows,
         classes,
+        rows_per_group(classes),
         &mut unused,
         (Some(&mut out[..]), gx),
         #[inline(always)]
-        |r, (out, gx), scratch| {
-            let span = r * classes..(r + 1) * classes;
+        |r0, vals: &mut [T], (out, gx), work: &mut Workspace<T>| {
+            let span = r0 * classes..(r0 + vals.len()) * classes;
             let vjp = match (cot, gx) {
                 (Some(cot), Some(g)) => {
                     let (each, scale) = cot.parts();
@@ -194,9 +196,8 @@ fn contiguous<T: Float>(
                 _ => None,
             };
             if let Some(out) = out {
-                log_softmax_row_into(&x[span], out, vjp, scratch);
+                log_softmax_rows_into(&x[span], classes, out, vjp, work);
             }
-            T::zero()
         },
     );
     Ok((Tensor::from_parts(out, shape.to_vec()), sink.map(|s| s.finish()).unwrap_or_default()))

@@ -46,10 +46,12 @@ pub use sparse_categorical_crossentropy::{
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
+use crate::keras::RowGroup;
 use crate::keras::EPSILON;
 use crate::kernels::broadcast::expand;
+use crate::kernels::rows::Workspace;
 use crate::kernels::sum::{fused, BLOCK};
-use crate::kernels::xent::{index_xent_row, prob_xent_row, renorm_clip_xent_row, Smoothing};
+use crate::kernels::xent::{index_xent_rows, prob_xent_rows, renorm_clip_xent_row, Smoothing};
 use crate::reduction::{keep_values, reduce_cot, reduce_summed, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{same_shape, Tensor, View};
 use std::borrow::Cow;
@@ -233,61 +235,85 @@ impl<T: Float> LabelSmoothing<T> {
     }
 }
 
-/// The target of one row of [`keras_class_xent_row`].
-#[derive(Clone, Copy)]
-pub(crate) enum ClassTarget<'a, T> {
-    /// A row of class probabilities, smoothed.
-    Probabilities(&'a [T], LabelSmoothing<T>),
-    /// A class index (a one-hot row).
-    Index(usize),
+/// The cross-entropy of a group of rows of class scores against probability rows, as Keras
+/// computes it on JAX: the log-softmax of logits ([`prob_xent_rows`], one pass per group), or
+/// the scores renormalised to sum 1 and clipped to `[1e-7, 1 - 1e-7]` (`1 - 1e-7` rounded in
+/// the dtype), row by row. `grad` as in [`keras_row_groups`](crate::keras::keras_row_groups):
+/// every element overwritten.
+#[inline(always)]
+pub(crate) fn keras_prob_xent_rows<T: Float>(
+    from_logits: bool,
+    rows: RowGroup<'_, T>,
+    smoothing: LabelSmoothing<T>,
+    mut grad: Option<&mut [T]>,
+    values: &mut [T],
+    work: &mut Workspace<T>,
+) {
+    let (n, cot) = (rows.len, |k: usize| rows.cots.map_or(T::zero(), |c| c[k]));
+    if !from_logits {
+        let (lo, hi) = (T::of(EPSILON), T::of(1.0 - EPSILON));
+        for (k, v) in values.iter_mut().enumerate() {
+            let (y, span) = (&rows.target[k * n..(k + 1) * n], k * n..(k + 1) * n);
+            let g = grad.as_deref_mut().map(|g| (cot(k), &mut g[span.clone()]));
+            *v = renorm_clip_xent_row(&rows.pred[span], |c| smoothing.apply(y[c]), lo, hi, g);
+        }
+        return;
+    }
+    if n == 0 {
+        // no class: W log S - D = 0 * -inf, as the reference's empty sum of 0 * log(0/0)
+        values.fill(T::nan());
+        return;
+    }
+    let sm = Smoothing { keep: smoothing.scale, per_class: smoothing.offset };
+    prob_xent_rows(rows.pred, rows.target, n, Some(sm), None, cot, grad, None, values, work);
 }
 
-/// The cross-entropy of one row of class scores as Keras computes it on JAX: the log-softmax
-/// of logits (one pass, [`prob_xent_row`] / [`index_xent_row`]), or the scores renormalised to
-/// sum 1 and clipped to `[1e-7, 1 - 1e-7]` (`1 - 1e-7` rounded in the dtype). `grad` as in
-/// [`kernels::xent`](crate::kernels::xent): every element overwritten; `scratch` holds block
-/// sums.
+/// The cross-entropy of a group of rows of class scores against class indices (`label(k)` of
+/// row `k`; `None` for an ignored row, whose value and gradient are 0), as Keras computes it
+/// on JAX: see [`keras_prob_xent_rows`] ([`index_xent_rows`] for logits).
 #[inline(always)]
-pub(crate) fn keras_class_xent_row<T: Float>(
+pub(crate) fn keras_index_xent_rows<T: Float>(
     from_logits: bool,
-    pred: &[T],
-    target: ClassTarget<'_, T>,
-    grad: Option<(T, &mut [T])>,
-    scratch: &mut Vec<f64>,
-) -> T {
-    match (from_logits, target) {
-        (true, ClassTarget::Probabilities(y, sm)) => {
-            let smoothing = Smoothing { keep: sm.scale, per_class: sm.offset };
-            let (cot, g) = match grad {
-                Some((cot, g)) => (cot, Some(g)),
-                None => (T::zero(), None),
-            };
-            prob_xent_row(pred, y, Some(smoothing), None, cot, g, None, scratch)
+    rows: RowGroup<'_, T>,
+    label: impl Fn(usize) -> Option<usize>,
+    mut grad: Option<&mut [T]>,
+    values: &mut [T],
+    work: &mut Workspace<T>,
+) {
+    let (n, cot) = (rows.len, |k: usize| rows.cots.map_or(T::zero(), |c| c[k]));
+    if from_logits && n > 0 {
+        index_xent_rows(rows.pred, n, &label, None, None, cot, grad.as_deref_mut(), values, work);
+        // the reference multiplies a one-hot row by the log-softmax: a -inf logit anywhere
+        // makes the value NaN (0 * -inf); the gradient stays finite. One test over the group
+        // first: the per-row one is rarely needed.
+        let mut any_neg_inf = false;
+        for &v in &rows.pred[..values.len() * n] {
+            any_neg_inf |= v == T::neg_infinity();
         }
-        (true, ClassTarget::Index(t)) => {
-            let value = index_xent_row(pred, Some(t), None, None, grad, scratch);
-            // the reference multiplies a one-hot row by the log-softmax: a -inf logit anywhere
-            // makes the value NaN (0 * -inf); the gradient stays finite
-            let mut any_neg_inf = false;
-            for &v in pred {
-                any_neg_inf |= v == T::neg_infinity();
-            }
-            if any_neg_inf {
-                T::nan()
-            } else {
-                value
+        if any_neg_inf {
+            for (k, v) in values.iter_mut().enumerate() {
+                if label(k).is_some() && rows.pred[k * n..(k + 1) * n].contains(&T::neg_infinity()) {
+                    *v = T::nan();
+                }
             }
         }
-        (false, ClassTarget::Probabilities(y, sm)) => {
-            renorm_clip_xent_row(pred, |c| sm.apply(y[c]), T::of(EPSILON), T::of(1.0 - EPSILON), grad)
+    }
+    let (lo, hi) = (T::of(EPSILON), T::of(1.0 - EPSILON));
+    for (k, v) in values.iter_mut().enumerate() {
+        let span = k * n..(k + 1) * n;
+        let Some(t) = label(k) else {
+            // loss 0 and gradient 0, as the reference's masking gives
+            *v = T::zero();
+            if let Some(g) = grad.as_deref_mut() {
+                g[span].fill(T::zero());
+            }
+            continue;
+        };
+        if !from_logits {
+            let g = grad.as_deref_mut().map(|g| (cot(k), &mut g[span.clone()]));
+            let one_hot = |c: usize| if c == t { T::one() } else { T::zero() };
+            *v = renorm_clip_xent_row(&rows.pred[span], one_hot, lo, hi, g);
         }
-        (false, ClassTarget::Index(t)) => renorm_clip_xent_row(
-            pred,
-            |c| if c == t { T::one() } else { T::zero() },
-            T::of(EPSILON),
-            T::of(1.0 - EPSILON),
-            grad,
-        ),
     }
 }
 
@@ -298,16 +324,20 @@ mod tests {
     #[test]
     fn keras_index_rows_with_a_minus_inf_logit() {
         // Keras multiplies the one-hot row by the log-softmax: 0 * -inf makes the value NaN,
-        // while the gradient softmax - onehot = [1, 0] - [1, 0] stays finite
-        let mut g = [f64::NAN; 2];
-        let mut scratch = Vec::new();
-        let x = [0.0f64, f64::NEG_INFINITY];
-        let v = keras_class_xent_row(true, &x, ClassTarget::Index(0), Some((1.0, &mut g)), &mut scratch);
-        assert!(v.is_nan());
-        assert_eq!(g, [0.0, 0.0]);
+        // while the gradient softmax - onehot = [1, 0] - [1, 0] stays finite; an ignored row
+        // is 0 with a zero gradient, whatever its logits
+        let mut g = [f64::NAN; 6];
+        let mut v = [0.0; 3];
+        let mut work = Workspace::default();
+        let x = [0.0f64, f64::NEG_INFINITY, 0.0, 1.0, f64::NAN, 0.0];
+        let labels = [Some(0), Some(0), None];
+        let rows = RowGroup { first: 0, len: 2, target: &[], pred: &x, cots: Some(&[1.0; 3]) };
+        keras_index_xent_rows(true, rows, |k| labels[k], Some(&mut g), &mut v, &mut work);
+        assert!(v[0].is_nan());
+        assert_eq!(&g[..2], [0.0, 0.0]);
         // finite logits: ln(1 + e) - 0 for logits [0, 1] and class 0
-        let v = keras_class_xent_row(true, &[0.0f64, 1.0], ClassTarget::Index(0), None, &mut scratch);
-        assert!((v - (1.0 + 1f64.exp()).ln()).abs() < 1e-15);
+        assert!((v[1] - (1.0 + 1f64.exp()).ln()).abs() < 1e-15);
+        assert_eq!((v[2], &g[4..]), (0.0, &[0.0, 0.0][..]));
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! `sparse_categorical_crossentropy`: Keras categorical cross-entropy for integer labels
 //! (`keras.losses.SparseCategoricalCrossentropy`).
 
-use super::{keras_class_xent_row, ClassTarget};
+use super::keras_index_xent_rows;
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, KERAS_REDUCTION, KERAS_SAMPLE_WEIGHT};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::keras::{keras_rows, squeeze_or_expand};
+use crate::keras::{keras_row_groups, squeeze_or_expand};
+use crate::kernels::rows::rows_per_group;
 use crate::reduction::{Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{fmt_shape, resolve_axis, Tensor, View};
 
@@ -227,7 +228,7 @@ fn run<T: Float>(
     }
     let mask: Option<Vec<bool>> = ignore.map(|i| labels.iter().map(|&y| y != i).collect());
     let from_logits = options.from_logits;
-    keras_rows(
+    keras_row_groups(
         &shape,
         last,
         None,
@@ -236,17 +237,16 @@ fn run<T: Float>(
         mask.as_deref(),
         options.reduction,
         backward,
+        rows_per_group(classes),
         #[inline(always)]
-        |row, grad, scratch| {
-            let y = labels[row.index];
-            if Some(y) == ignore {
-                // loss 0 and gradient 0, as the reference's masking gives
-                if let Some((_, g)) = grad {
-                    g.fill(T::zero());
-                }
-                return T::zero();
-            }
-            keras_class_xent_row(from_logits, row.pred, ClassTarget::Index(y as usize), grad, scratch)
+        |rows, grad, values, work| {
+            let first = rows.first;
+            let label = |k: usize| {
+                let y = labels[first + k];
+                // validated above: in [0, C) unless ignored
+                (Some(y) != ignore).then_some(y as usize)
+            };
+            keras_index_xent_rows(from_logits, rows, label, grad, values, work)
         },
     )
 }

@@ -8,6 +8,8 @@
 //! - [`vmath`]: vectorisable `exp`, `ln`, `ln_1p` (branch-free `f32`, at most 2 ulp);
 //! - [`simd`]: run-time dispatch to the best instruction set (AVX-512, AVX2+FMA, portable);
 //! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
+//! - [`rows`]: groups of contiguous rows for the softmax-family kernels (per-row scalars in
+//!   small arrays, the group's exponentials in one vector loop across rows);
 //! - [`axis`]: iteration over the rows of a class (or feature) axis in a C-order tensor, with
 //!   row log-sum-exp and log-softmax;
 //! - [`broadcast`]: NumPy broadcasting of small arguments (weights) and its backward (summing
@@ -24,6 +26,7 @@ pub mod axis;
 pub mod broadcast;
 pub mod cosine;
 pub mod norm;
+pub mod rows;
 pub mod scan;
 pub mod simd;
 pub mod stable;

@@ -64,6 +64,28 @@ impl<T: Float> pulp::WithSimd for BlockSum<'_, T> {
     }
 }
 
+/// [`block_sum`] of each piece of `len` (at most [`BLOCK`]) consecutive elements of `xs` into
+/// `out` (one sum per piece): the per-row sums of a group of short rows in one dispatched call,
+/// the same bits as one [`block_sum`] per piece.
+#[inline]
+pub fn block_sums<T: Float>(xs: &[T], len: usize, out: &mut [f64]) {
+    debug_assert!(0 < len && len <= BLOCK);
+    pulp::Arch::new().dispatch(BlockSums(xs, len, out))
+}
+
+struct BlockSums<'a, T>(&'a [T], usize, &'a mut [f64]);
+
+impl<T: Float> pulp::WithSimd for BlockSums<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let BlockSums(xs, len, out) = self;
+        for (o, piece) in out.iter_mut().zip(xs.chunks_exact(len)) {
+            *o = BlockSum(piece).with_simd(simd);
+        }
+    }
+}
+
 /// The fixed tree over the lanes.
 #[inline(always)]
 fn join_lanes(l: &[f64; LANES]) -> f64 {
@@ -241,9 +263,9 @@ pub fn par_units<O: SplitOut>(
 /// The row driver: `row(r, outs)` returns the value of row `r` of `row_len` elements and writes
 /// that row's piece of every output (`outs` holds the row's range of each buffer of
 /// `rows * row_len` elements); the values land in `values` (one per row). Rows run in fixed
-/// chunks of about [`CHUNK`] elements ([`par_units`]: on the rayon pool when large, each chunk
-/// SIMD-dispatched, so `row` must be `#[inline(always)]` down to its loops); `scratch` is one
-/// reusable buffer per chunk for the row's block sums. Each row's value depends on that row
+/// chunks of about [`CHUNK`] elements ([`par_row_groups`]: on the rayon pool when large, each
+/// chunk SIMD-dispatched, so `row` must be `#[inline(always)]` down to its loops); `scratch` is
+/// one reusable buffer per chunk for the row's block sums. Each row's value depends on that row
 /// only: the same bits whatever the thread count.
 pub fn par_rows<T: Float, O: SplitOut>(
     rows: usize,
@@ -252,6 +274,35 @@ pub fn par_rows<T: Float, O: SplitOut>(
     outs: O,
     row: impl Fn(usize, O, &mut Vec<f64>) -> T + Sync,
 ) {
+    par_row_groups(
+        rows,
+        row_len,
+        usize::MAX,
+        values,
+        outs,
+        #[inline(always)]
+        |r0, vals: &mut [T], mut outs: O, scratch: &mut Vec<f64>| {
+            for (k, v) in vals.iter_mut().enumerate() {
+                *v = row(r0 + k, outs.split_front(row_len), scratch);
+            }
+        },
+    );
+}
+
+/// [`par_rows`] by groups of rows: `group(r0, values, outs, work)` computes rows
+/// `r0..r0 + values.len()` (at most `per_group` of them, never across a chunk boundary), writing
+/// their values and their range of every output; `work` is a workspace made once per chunk
+/// (`W::default()`) and reused by its groups. For kernels that do per-row work in vector loops
+/// over several rows at once (short rows); each row's value must still depend on that row only,
+/// so that the grouping, like the threading, changes no bits.
+pub fn par_row_groups<T: Float, O: SplitOut, W: Default>(
+    rows: usize,
+    row_len: usize,
+    per_group: usize,
+    values: &mut [T],
+    outs: O,
+    group: impl Fn(usize, &mut [T], O, &mut W) + Sync,
+) {
     debug_assert_eq!(values.len(), rows);
     let per_chunk = (CHUNK / row_len.max(1)).max(1);
     par_units(
@@ -259,14 +310,17 @@ pub fn par_rows<T: Float, O: SplitOut>(
         per_chunk,
         (Every(Some(values), row_len.max(1)), outs),
         row_len.max(1),
-        |r0, r1, (vals, mut outs)| {
+        |r0, _, (vals, mut outs)| {
             let vals = vals.0.unwrap_or_default();
             crate::kernels::simd::dispatch(
                 #[inline(always)]
                 || {
-                    let mut scratch = Vec::new();
-                    for (v, r) in vals.iter_mut().zip(r0..r1) {
-                        *v = row(r, outs.split_front(row_len), &mut scratch);
+                    let mut work = W::default();
+                    let mut r = r0;
+                    for vs in vals.chunks_mut(per_group.max(1)) {
+                        let n = vs.len();
+                        group(r, vs, outs.split_front(n * row_len), &mut work);
+                        r += n;
                     }
                     0.0
                 },

@@ -1,0 +1,458 @@
+//! Groups of contiguous rows for the softmax-family kernels ([`axis`](super::axis),
+//! [`xent`](super::xent)).
+//!
+//! A kernel that takes a row of class scores at a time pays fixed costs per row: a maximum
+//! joined from lanes, a sum joined from lanes, a logarithm, scalar loop remainders, calls.
+//! With a few dozen classes these cost as much as the row's elements. The kernels therefore
+//! take a group of rows: the per-row scalars (maxima, sums, logarithms) live in small arrays
+//! of a [`Workspace`], the exponentials of the whole group are one vector loop across row
+//! boundaries ([`fill_sums`]), the logarithms of the row sums one vector loop over the rows
+//! ([`ln_sums`]). A row longer than a block is a group of its own, visited in blocks.
+//!
+//! Every row's result depends on that row only, and each row's sums are blocked exactly as
+//! [`sum_by`](super::sum::sum_by) blocks them, so the grouping changes no bits: a group of one
+//! row gives what a group of many gives.
+
+use crate::float::Float;
+use crate::kernels::axis::row_max;
+use crate::kernels::sum::{block_sum, block_sums, tree, BLOCK};
+
+/// Elements of a group of short rows: the group's exponentials (16 KiB of `f32`) stay in the
+/// first-level cache between the pass that writes them and the one that reads them.
+pub const GROUP: usize = 16 * BLOCK;
+/// Rows in a group at most (the length of the per-row arrays).
+pub const GROUP_ROWS: usize = 256;
+
+/// The rows a group holds for rows of `len` elements: as many whole rows as fit in [`GROUP`]
+/// elements (at most [`GROUP_ROWS`]) when a row fits in a block, else one.
+#[inline]
+pub fn rows_per_group(len: usize) -> usize {
+    if len <= BLOCK {
+        (GROUP / len.max(1)).clamp(1, GROUP_ROWS)
+    } else {
+        1
+    }
+}
+
+/// Buffers a group kernel reuses from group to group (one per chunk of rows): a tile of
+/// [`GROUP`] elements, a long row's block sums, and per-row arrays of [`GROUP_ROWS`].
+pub struct Workspace<T> {
+    /// Values that are summed but not kept (exponentials without a gradient, weighted terms).
+    pub tile: Vec<T>,
+    /// The block sums of one long row.
+    pub parts: Vec<f64>,
+    /// Each row's maximum.
+    pub max: Vec<T>,
+    /// Each row's sum of exponentials.
+    pub sum: Vec<f64>,
+    /// Each row's `ln` of [`sum`](Self::sum).
+    pub lse: Vec<T>,
+    /// Two more per-row sums, as a kernel needs them.
+    pub aux: [Vec<f64>; 2],
+}
+
+impl<T> Default for Workspace<T> {
+    /// Empty: the buffers come with [`ready`](Workspace::ready) (drivers make one per chunk
+    /// for kernels that may need none).
+    fn default() -> Self {
+        Workspace {
+            tile: Vec::new(),
+            parts: Vec::new(),
+            max: Vec::new(),
+            sum: Vec::new(),
+            lse: Vec::new(),
+            aux: [Vec::new(), Vec::new()],
+        }
+    }
+}
+
+impl<T: Float> Workspace<T> {
+    /// The workspace with its buffers allocated (on the first call).
+    #[inline(always)]
+    pub fn ready(&mut self) -> &mut Self {
+        if self.tile.len() < GROUP {
+            self.tile = vec![T::zero(); GROUP];
+            self.max = vec![T::zero(); GROUP_ROWS];
+            self.sum = vec![0.0; GROUP_ROWS];
+            self.lse = vec![T::zero(); GROUP_ROWS];
+            self.aux = [vec![0.0; GROUP_ROWS], vec![0.0; GROUP_ROWS]];
+        }
+        self
+    }
+}
+
+/// The maximum of each row of `len` elements of `x` into `max` (see [`row_max`]).
+#[inline(always)]
+pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T]) {
+    for (m, row) in max.iter_mut().zip(x.chunks_exact(len)) {
+        *m = row_max(row);
+    }
+}
+
+/// Per-row sums of computed values: for `rows` rows of `len` elements, `fill(k, c0, v)` writes
+/// the values of row `k`, classes `c0..c0 + v.len()`, then `map(v)` transforms a whole tile in
+/// place, and `sums[k]` becomes the sum of row `k`'s values, blocked as
+/// [`sum_by`](super::sum::sum_by) blocks a row. The values land in `dest` (`rows * len`
+/// elements, kept: the gradient rows, say) or, without it, in `tile` (at least [`GROUP`]).
+///
+/// Rows of at most [`BLOCK`] elements are one tile (`rows * len <= GROUP`): `map` runs once over
+/// the whole group, across row boundaries. Longer rows are tiled by blocks.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn fill_sums<T: Float>(
+    len: usize,
+    rows: usize,
+    dest: Option<&mut [T]>,
+    tile: &mut [T],
+    parts: &mut Vec<f64>,
+    sums: &mut [f64],
+    fill: impl Fn(usize, usize, &mut [T]),
+    map: impl Fn(&mut [T]),
+) {
+    if len <= BLOCK {
+        let n = rows * len;
+        let v = match dest {
+            Some(d) => &mut d[..n],
+            None => &mut tile[..n],
+        };
+        for (k, row) in v.chunks_exact_mut(len).enumerate() {
+            fill(k, 0, row);
+        }
+        map(v);
+        block_sums(v, len, &mut sums[..rows]);
+        return;
+    }
+    let mut dest = dest;
+    for (k, sum) in sums[..rows].iter_mut().enumerate() {
+        parts.clear();
+        let mut c0 = 0;
+        while c0 < len {
+            let l = BLOCK.min(len - c0);
+            let v = match dest.as_deref_mut() {
+                Some(d) => &mut d[k * len + c0..k * len + c0 + l],
+                None => &mut tile[..l],
+            };
+            fill(k, c0, v);
+            map(v);
+            parts.push(block_sum(v));
+            c0 += l;
+        }
+        *sum = tree(parts);
+    }
+}
+
+/// [`fill_sums`] of values that need no transformation.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn row_sums<T: Float>(
+    len: usize,
+    rows: usize,
+    tile: &mut [T],
+    parts: &mut Vec<f64>,
+    sums: &mut [f64],
+    fill: impl Fn(usize, usize, &mut [T]),
+) {
+    fill_sums(len, rows, None, tile, parts, sums, fill, |_| {});
+}
+
+/// `e_c = exp(v_c)` over a tile (the `map` of the exponentials' [`fill_sums`]).
+#[inline(always)]
+pub fn exp_in_place<T: Float>(v: &mut [T]) {
+    for e in v.iter_mut() {
+        *e = e.vexp();
+    }
+}
+
+/// `ln S` of a sum of exponentials `S` (at least 1: the maximum's term is `exp(0)`), in `T`.
+///
+/// `f64`: `S.ln()`. `f32`: the vectorisable [`vln`](crate::kernels::vmath::VMath::vln) of `S`
+/// rounded to `s`, plus `(S - s) / s` (the first-order term of `ln(S / s)`) for what the
+/// rounding lost: within about 1.5 ulp of `ln S` also when `S` is close to 1 and `ln S` tiny,
+/// where `vln(s)` alone would keep only the absolute accuracy of `s`.
+#[inline(always)]
+pub fn ln_sum<T: Float>(s: f64) -> T {
+    let r = T::from_acc(s);
+    r.vln() + T::from_acc((s - r.acc()) / r.acc())
+}
+
+/// [`ln_sum`] of every row sum, in one vector loop.
+#[inline(always)]
+pub fn ln_sums<T: Float>(sums: &[f64], lse: &mut [T]) {
+    for (l, &s) in lse.iter_mut().zip(sums) {
+        *l = ln_sum(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::vmath::VMath;
+
+    #[test]
+    fn ln_sum_is_accurate_near_one() {
+        // S = 1 + 3e-9: ln S = 3e-9 (to 1e-17); S rounds to 1 in f32, the correction keeps it
+        let s = 1.0 + 3e-9;
+        let l: f32 = ln_sum(s);
+        assert!(((l as f64) - s.ln()).abs() <= 1e-7 * s.ln(), "{l:e}");
+        for s in [1.0, 1.5, 2.0, 7.25, 31.999, 1000.0, 2e5] {
+            let (l32, l64) = (ln_sum::<f32>(s) as f64, ln_sum::<f64>(s));
+            assert_eq!(l64, s.ln());
+            assert!((l32 - s.ln()).abs() <= 2.0 * f32::EPSILON as f64 * s.ln().max(1e-30), "{s}: {l32}");
+        }
+        assert!(ln_sum::<f32>(f64::NAN).is_nan());
+        assert_eq!(ln_sum::<f32>(1.0), 0.0);
+    }
+
+    #[test]
+    fn fill_sums_block_rows_as_sum_by() {
+        // short and long rows, kept and not: each sum is the row's sum_by, bit for bit
+        for len in [1usize, 5, 32, BLOCK, BLOCK + 1, 3 * BLOCK + 7] {
+            let rows = rows_per_group(len).min(5);
+            let x: Vec<f32> = (0..rows * len).map(|i| ((i * 37) % 101) as f32 / 7.0 - 3.0).collect();
+            let mut w = Workspace::<f32>::default();
+            w.ready();
+            let mut dest = vec![0.0f32; rows * len];
+            for keep in [false, true] {
+                let mut sums = vec![0.0; rows];
+                let d = if keep { Some(&mut dest[..]) } else { None };
+                fill_sums(
+                    len,
+                    rows,
+                    d,
+                    &mut w.tile,
+                    &mut w.parts,
+                    &mut sums,
+                    |k, c0, v| v.copy_from_slice(&x[k * len + c0..k * len + c0 + v.len()]),
+                    exp_in_place,
+                );
+                for (k, s) in sums.iter().enumerate() {
+                    let want = crate::kernels::sum::sum_by(len, |c| x[k * len + c].vexp().acc());
+                    assert_eq!(s.to_bits(), want.to_bits(), "len={len} k={k}");
+                }
+            }
+            assert!(dest.iter().zip(&x).all(|(e, v)| *e == v.vexp()));
+        }
+    }
+
+    /// Test rows: `rows` rows of `len` logits in about [-8, 8], row 1 with logits of +-1e4,
+    /// row 2 with a `-inf` at its last class (when it has two classes or more).
+    fn logits(rows: usize, len: usize) -> Vec<f64> {
+        let mut x: Vec<f64> = (0..rows * len).map(|i| ((i * 7919) % 1601) as f64 / 100.0 - 8.0).collect();
+        if rows > 2 {
+            for c in 0..len {
+                x[len + c] = if c % 2 == 0 { 1e4 } else { -1e4 };
+            }
+            if len > 1 {
+                x[3 * len - 1] = f64::NEG_INFINITY;
+            }
+        }
+        x
+    }
+
+    /// `ln sum exp` of a row in f64, plainly.
+    fn plain_lse(row: &[f64]) -> f64 {
+        let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+    }
+
+    /// `got` against `want` to `tol` relative to `max(1, |want|)`; non-finite values must match.
+    fn close(got: f64, want: f64, tol: f64) -> bool {
+        if !want.is_finite() {
+            return got == want || got.is_nan() && want.is_nan();
+        }
+        (got - want).abs() <= tol * want.abs().max(1.0)
+    }
+
+    fn same_bits<T: Float>(a: &[T], b: &[T]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(p, q)| p.f64().to_bits() == q.f64().to_bits())
+    }
+
+    /// Runs `kernel(r0, r1, work)` on rows `0..rows` in groups of `per_group` rows.
+    fn by_groups(rows: usize, per_group: usize, mut kernel: impl FnMut(usize, usize, &mut Workspace<f64>)) {
+        let mut work = Workspace::default();
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + per_group).min(rows);
+            kernel(r0, r1, &mut work);
+            r0 = r1;
+        }
+    }
+
+    /// Row lengths on both sides of the switch from groups of rows to blocks of one row.
+    fn lengths() -> impl Iterator<Item = usize> {
+        (1..=80).chain([BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3])
+    }
+
+    #[test]
+    fn grouped_index_rows_match_single_rows_and_the_plain_formula() {
+        use crate::kernels::xent::{index_xent_rows, Smoothing};
+        for len in lengths() {
+            let rows = rows_per_group(len) + 3;
+            let x = logits(rows, len);
+            // every fourth row ignored (and given a zero cotangent, as the losses do)
+            let target = |r: usize| (r % 4 != 3).then_some((r * 7) % len);
+            let cot = |r: usize| if r % 4 == 3 { 0.0 } else { 0.5 + (r % 3) as f64 };
+            let w: Vec<f64> = (0..len).map(|c| 0.5 + (c % 3) as f64).collect();
+            let total: f64 = w.iter().sum();
+            for (smoothing, weighted) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sm = smoothing.then(|| Smoothing { keep: 0.9, per_class: 0.1 / len as f64 });
+                let weights = weighted.then_some((&w[..], total));
+                let run = |per_group: usize| {
+                    let (mut v, mut g) = (vec![0.0; rows], vec![f64::NAN; rows * len]);
+                    by_groups(rows, per_group, |r0, r1, work| {
+                        let (t, s) = (|k| target(r0 + k), |k| cot(r0 + k));
+                        let g = Some(&mut g[r0 * len..r1 * len]);
+                        index_xent_rows(&x[r0 * len..], len, t, sm, weights, s, g, &mut v[r0..r1], work);
+                    });
+                    (v, g)
+                };
+                let (v, g) = run(rows_per_group(len));
+                let (v1, g1) = run(1);
+                assert!(same_bits(&v, &v1) && same_bits(&g, &g1), "len={len} sm={smoothing} w={weighted}");
+                let (keep, per_class) = sm.map_or((1.0, 0.0), |s| (s.keep, s.per_class));
+                let wt = |c: usize| if weighted { w[c] } else { 1.0 };
+                for r in 0..rows {
+                    let row = &x[r * len..(r + 1) * len];
+                    let lse = plain_lse(row);
+                    let logp = |c: usize| row[c] - lse;
+                    let want = target(r).map_or(0.0, |t| {
+                        let smooth: f64 = if smoothing { (0..len).map(|c| wt(c) * logp(c)).sum() } else { 0.0 };
+                        -keep * wt(t) * logp(t) - per_class * smooth
+                    });
+                    assert!(close(v[r], want, 1e-12), "len={len} r={r}: {} vs {want}", v[r]);
+                    let gamma = |c: usize| match target(r) {
+                        Some(t) => -cot(r) * (per_class * wt(c) + if c == t { keep * wt(t) } else { 0.0 }),
+                        None => 0.0,
+                    };
+                    let gamma_sum: f64 = (0..len).map(gamma).sum();
+                    for c in 0..len {
+                        let want = gamma(c) - logp(c).exp() * gamma_sum;
+                        assert!(close(g[r * len + c], want, 1e-12), "len={len} r={r} c={c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_probability_rows_match_single_rows_and_the_plain_formula() {
+        use crate::kernels::xent::{prob_xent_rows, Smoothing};
+        for len in lengths() {
+            let rows = rows_per_group(len) + 3;
+            let mut x = logits(rows, len);
+            if rows > 2 && len > 1 {
+                // a -inf logit meets a zero target: NaN; keep row 2 finite
+                x[3 * len - 1] = -30.0;
+            }
+            let y: Vec<f64> = (0..rows * len).map(|i| ((i * 31) % 7) as f64 / (4.0 * len as f64)).collect();
+            let cot = |r: usize| 0.25 + (r % 5) as f64;
+            let w: Vec<f64> = (0..len).map(|c| 0.5 + (c % 3) as f64).collect();
+            for (smoothing, weighted) in [(false, false), (true, true)] {
+                let sm = smoothing.then(|| Smoothing { keep: 0.8, per_class: 0.2 / len as f64 });
+                let weights = weighted.then_some(&w[..]);
+                let run = |per_group: usize| {
+                    let (mut v, mut g, mut gy) =
+                        (vec![0.0; rows], vec![f64::NAN; rows * len], vec![f64::NAN; rows * len]);
+                    by_groups(rows, per_group, |r0, r1, work| {
+                        let span = r0 * len..r1 * len;
+                        let (g, gy) = (Some(&mut g[span.clone()]), Some(&mut gy[span.clone()]));
+                        let s = |k| cot(r0 + k);
+                        prob_xent_rows(&x[span.clone()], &y[span], len, sm, weights, s, g, gy, &mut v[r0..r1], work);
+                    });
+                    (v, g, gy)
+                };
+                let (v, g, gy) = run(rows_per_group(len));
+                let (v1, g1, gy1) = run(1);
+                assert!(same_bits(&v, &v1) && same_bits(&g, &g1) && same_bits(&gy, &gy1), "len={len}");
+                let (keep, per_class) = sm.map_or((1.0, 0.0), |s| (s.keep, s.per_class));
+                let wt = |c: usize| if weighted { w[c] } else { 1.0 };
+                for r in 0..rows {
+                    let (row, ys) = (&x[r * len..(r + 1) * len], &y[r * len..(r + 1) * len]);
+                    let lse = plain_lse(row);
+                    let tau = |c: usize| wt(c) * (keep * ys[c] + per_class);
+                    let mass: f64 = (0..len).map(tau).sum();
+                    let want: f64 = -(0..len).map(|c| tau(c) * (row[c] - lse)).sum::<f64>();
+                    assert!(close(v[r], want, 1e-12), "len={len} r={r}: {} vs {want}", v[r]);
+                    for c in 0..len {
+                        let p = (row[c] - lse).exp();
+                        assert!(close(g[r * len + c], cot(r) * (p * mass - tau(c)), 1e-12), "len={len} r={r} c={c}");
+                        let want = -cot(r) * keep * wt(c) * (row[c] - lse);
+                        assert!(close(gy[r * len + c], want, 1e-12), "len={len} r={r} c={c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_log_softmax_rows_match_single_rows_and_the_plain_formula() {
+        use crate::kernels::axis::log_softmax_rows_into;
+        for len in lengths() {
+            let rows = rows_per_group(len) + 3;
+            let x = logits(rows, len);
+            let u: Vec<f64> = (0..rows * len).map(|i| ((i * 5) % 7) as f64 - 3.0).collect();
+            for per_element in [false, true] {
+                let run = |per_group: usize, grad: bool| {
+                    let (mut out, mut g) = (vec![f64::NAN; rows * len], vec![f64::NAN; rows * len]);
+                    by_groups(rows, per_group, |r0, r1, work| {
+                        let span = r0 * len..r1 * len;
+                        let each = per_element.then(|| &u[span.clone()]);
+                        let vjp = grad.then(|| (each, 0.5, &mut g[span.clone()]));
+                        log_softmax_rows_into(&x[span.clone()], len, &mut out[span], vjp, work);
+                    });
+                    (out, g)
+                };
+                let (out, g) = run(rows_per_group(len), true);
+                let (out1, g1) = run(1, true);
+                let (out0, _) = run(rows_per_group(len), false);
+                assert!(same_bits(&out, &out1) && same_bits(&g, &g1) && same_bits(&out, &out0), "len={len}");
+                for r in 0..rows {
+                    let row = &x[r * len..(r + 1) * len];
+                    let lse = plain_lse(row);
+                    let up = |c: usize| 0.5 * if per_element { u[r * len + c] } else { 1.0 };
+                    let total: f64 = (0..len).map(up).sum();
+                    for (c, &xc) in row.iter().enumerate() {
+                        let i = r * len + c;
+                        assert!(close(out[i], xc - lse, 1e-12), "len={len} r={r} c={c}");
+                        let want = up(c) - (xc - lse).exp() * total;
+                        assert!(close(g[i], want, 1e-12), "len={len} r={r} c={c}: {} vs {want}", g[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_groups_match_single_rows() {
+        // the f32 kernels (vectorised exp and ln) give each row the same bits in any grouping,
+        // and stay within f32 accuracy of the f64 result
+        use crate::kernels::xent::index_xent_rows;
+        for len in lengths() {
+            let rows = rows_per_group(len) + 3;
+            let x64 = logits(rows, len);
+            let x: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+            let run = |per_group: usize| {
+                let (mut v, mut g) = (vec![0.0f32; rows], vec![f32::NAN; rows * len]);
+                let mut work = Workspace::default();
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r1 = (r0 + per_group).min(rows);
+                    let t = |k: usize| Some(((r0 + k) * 7) % len);
+                    let g = Some(&mut g[r0 * len..r1 * len]);
+                    index_xent_rows(&x[r0 * len..], len, t, None, None, |_| 1.0f32, g, &mut v[r0..r1], &mut work);
+                    r0 = r1;
+                }
+                (v, g)
+            };
+            let (v, g) = run(rows_per_group(len));
+            let (v1, g1) = run(1);
+            assert!(same_bits(&v, &v1) && same_bits(&g, &g1), "len={len}");
+            for r in 0..rows {
+                let row: Vec<f64> = x[r * len..(r + 1) * len].iter().map(|&v| v as f64).collect();
+                let t = (r * 7) % len;
+                let want = plain_lse(&row) - row[t];
+                assert!(close(v[r] as f64, want, 4e-7), "len={len} r={r}: {} vs {want}", v[r]);
+            }
+        }
+    }
+}
