@@ -6,7 +6,7 @@
 //! flat position `r` of the shape with the axis removed, in C order.
 
 use crate::float::Float;
-use crate::kernels::rows::{exp_in_place, fill_sums, ln_sums, row_maxes, row_sums, Workspace};
+use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::sum::LANES;
 use crate::kernels::vmath::VMath;
 
@@ -154,7 +154,6 @@ pub fn log_softmax_rows_into<T: Float>(
     let (x, out) = (&x[..n], &mut out[..n]);
     let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
     let (max, sum, lse, totals) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
-    row_maxes(x, len, max);
     let (each, scale, mut g) = match vjp {
         Some((each, scale, g)) => (each, scale, Some(&mut g[..n])),
         None => (None, T::zero(), None),
@@ -163,14 +162,8 @@ pub fn log_softmax_rows_into<T: Float>(
         Some(g) => g,
         None => &mut *out,
     };
+    shifted_exps(x, len, max, Some(e), tile, parts, sum);
     let max = &*max;
-    let shifted = |k: usize, c0: usize, v: &mut [T]| {
-        let (xs, m) = (&x[k * len + c0..k * len + c0 + v.len()], max[k]);
-        for (v, &xc) in v.iter_mut().zip(xs) {
-            *v = xc - m;
-        }
-    };
-    fill_sums(len, rows, Some(e), tile, parts, sum, shifted, exp_in_place);
     ln_sums(sum, lse);
     for (k, o) in out.chunks_exact_mut(len).enumerate() {
         let (xs, m, l) = (&x[k * len..(k + 1) * len], max[k], lse[k]);

@@ -155,6 +155,38 @@ pub fn row_sums<T: Float>(
     fill_sums(len, rows, None, tile, parts, sums, fill, |_| {});
 }
 
+/// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
+/// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile) and each
+/// row's sum of them into `sums` ([`fill_sums`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn shifted_exps<T: Float>(
+    x: &[T],
+    len: usize,
+    max: &mut [T],
+    dest: Option<&mut [T]>,
+    tile: &mut [T],
+    parts: &mut Vec<f64>,
+    sums: &mut [f64],
+) {
+    let rows = max.len();
+    row_maxes(x, len, max);
+    fill_sums(len, rows, dest, tile, parts, sums, shifted(x, len, max), exp_in_place);
+}
+
+/// The `fill` of [`fill_sums`] that writes `x - m` (row `k`'s maximum `max[k]`) for classes
+/// `c0..c0 + v.len()` of row `k`.
+#[inline(always)]
+pub fn shifted<'a, T: Float>(x: &'a [T], len: usize, max: &'a [T]) -> impl Fn(usize, usize, &mut [T]) + 'a {
+    #[inline(always)]
+    move |k: usize, c0: usize, v: &mut [T]| {
+        let (xs, m) = (&x[k * len + c0..k * len + c0 + v.len()], max[k]);
+        for (v, &xc) in v.iter_mut().zip(xs) {
+            *v = xc - m;
+        }
+    }
+}
+
 /// `e_c = exp(v_c)` over a tile (the `map` of the exponentials' [`fill_sums`]).
 #[inline(always)]
 pub fn exp_in_place<T: Float>(v: &mut [T]) {

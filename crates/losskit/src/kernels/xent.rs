@@ -10,7 +10,7 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::rows::{exp_in_place, fill_sums, ln_sums, row_maxes, row_sums, Workspace};
+use crate::kernels::rows::{self, ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::clip_tie;
 use crate::kernels::sum::sum_by;
 
@@ -123,19 +123,12 @@ pub fn index_xent_rows<T: Float>(
     let total_weight = weights.map_or(len as f64, |(_, total)| total);
     let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
     let (max, sum, lse, shifted) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
-    row_maxes(x, len, max);
-    let max = &*max;
     let mut g = grad.map(|g| &mut g[..n]);
-    let diff = |k: usize, c0: usize, v: &mut [T]| {
-        let (xs, m) = (&x[k * len + c0..k * len + c0 + v.len()], max[k]);
-        for (v, &xc) in v.iter_mut().zip(xs) {
-            *v = xc - m;
-        }
-    };
-    fill_sums(len, rows, g.as_deref_mut(), tile, parts, sum, diff, exp_in_place);
+    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum);
+    let max = &*max;
     if smoothing.is_some() {
         match w {
-            None => row_sums(len, rows, tile, parts, shifted, diff),
+            None => row_sums(len, rows, tile, parts, shifted, rows::shifted(x, len, max)),
             Some(w) => row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
                 let (xs, ws, m) = (&x[k * len + c0..k * len + c0 + v.len()], &w[c0..c0 + v.len()], max[k]);
                 for ((v, &xc), &wc) in v.iter_mut().zip(xs).zip(ws) {
@@ -219,16 +212,9 @@ pub fn prob_xent_rows<T: Float>(
     let [masses, shifted] = aux;
     let (max, sum, lse) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows]);
     let (masses, shifted) = (&mut masses[..rows], &mut shifted[..rows]);
-    row_maxes(x, len, max);
-    let max = &*max;
     let mut g = grad.map(|g| &mut g[..n]);
-    let diff = |k: usize, c0: usize, v: &mut [T]| {
-        let (xs, m) = (&x[k * len + c0..k * len + c0 + v.len()], max[k]);
-        for (v, &xc) in v.iter_mut().zip(xs) {
-            *v = xc - m;
-        }
-    };
-    fill_sums(len, rows, g.as_deref_mut(), tile, parts, sum, diff, exp_in_place);
+    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum);
+    let max = &*max;
     // τ_c of row k, classes c0..c0 + v.len(), into v
     let tau = |k: usize, c0: usize, v: &mut [T]| {
         let ys = &y[k * len + c0..k * len + c0 + v.len()];
