@@ -10,7 +10,7 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::rows::{self, ln_sums, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::clip_tie;
 use crate::kernels::sum::sum_by;
 
@@ -128,7 +128,7 @@ pub fn index_xent_rows<T: Float>(
     let max = &*max;
     if smoothing.is_some() {
         match w {
-            None => row_sums(len, rows, tile, parts, shifted, rows::shifted(x, len, max)),
+            None => row_sums(len, rows, tile, parts, shifted, super::rows::shifted(x, len, max)),
             Some(w) => row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
                 let (xs, ws, m) = (&x[k * len + c0..k * len + c0 + v.len()], &w[c0..c0 + v.len()], max[k]);
                 for ((v, &xc), &wc) in v.iter_mut().zip(xs).zip(ws) {
