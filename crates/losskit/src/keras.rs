@@ -260,7 +260,7 @@ pub(crate) fn keras_rows<T: Float>(
                     (Some(c), Some(g)) => Some((c[k], &mut g[span.clone()])),
                     _ => None,
                 };
-                *v = row(Row { target: t, pred: &rows.pred[span] }, g, &mut work.parts);
+                *v = row(Row { target: t, pred: &rows.pred[span] }, g, &mut work.parts[0]);
             }
         },
     )

@@ -182,10 +182,11 @@ pub(crate) fn reduce_summed<T: Float>(
     }
 }
 
-/// An output buffer for the unreduced values when `red` is `none` (a zeroed allocation, which
-/// costs nothing until written).
+/// An output buffer for the unreduced values when `red` is `none`, for the
+/// [`fused`](crate::kernels::sum::fused) driver, which writes every value (so the buffer is not
+/// zero-filled first: [`for_overwrite`](crate::kernels::alloc::for_overwrite)).
 pub(crate) fn keep_values<T: Float>(red: Reduction, n: usize) -> Option<Vec<T>> {
-    (red == Reduction::None).then(|| crate::kernels::alloc::zeroed(n))
+    (red == Reduction::None).then(|| crate::kernels::alloc::for_overwrite(n))
 }
 
 /// The backward counterpart of [`reduce`]: the gradient of the output with respect to each

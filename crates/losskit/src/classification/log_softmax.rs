@@ -6,7 +6,7 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, Op
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
-use crate::kernels::alloc::zeroed;
+use crate::kernels::alloc::for_overwrite;
 use crate::kernels::axis::{log_softmax_rows, log_softmax_rows_into, AxisLayout};
 use crate::kernels::rows::{rows_per_group, Workspace};
 use crate::kernels::sum::par_row_groups;
@@ -174,7 +174,8 @@ fn contiguous<T: Float>(
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let shape = input.shape();
     let x = input.data();
-    let mut out = zeroed::<T>(x.len());
+    // every element is written by the row kernel
+    let mut out = for_overwrite::<T>(x.len());
     let mut unused = vec![T::zero(); rows];
     let (upstream, mut sink) = start_optional(backward);
     let cot = upstream.as_ref().map(|up| Cot::from_upstream(up, shape)).transpose()?;

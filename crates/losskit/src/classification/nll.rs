@@ -6,8 +6,7 @@ use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::Result;
 use crate::float::Float;
-use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
-use crate::kernels::sum::par_rows;
+use crate::grad::{Backward, Grads};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
 
@@ -152,9 +151,6 @@ fn run<T: Float>(
     let reduction = options.reduction.check(TORCH_REDUCTIONS)?;
     let targets = IndexTargets::new(input.shape(), target, weight, options.ignore_index)?;
     let layout = targets.rows.layout;
-    if layout.inner == 1 && layout.len > 0 {
-        return contiguous(input, &targets, reduction, backward);
-    }
     let x = input.data();
     let values: Vec<T> = (0..layout.rows())
         .map(|r| match targets.class(r) {
@@ -177,43 +173,6 @@ fn run<T: Float>(
         }
     }
     Ok((loss, sink.finish()))
-}
-
-/// [`run`] over contiguous rows (`(N, C)`): rows over threads in fixed chunks; with a gradient,
-/// each row of it is written once (zeros and the target's entry) instead of a zero-fill of the
-/// whole buffer followed by scattered writes.
-fn contiguous<T: Float>(
-    input: &View<'_, T>,
-    targets: &IndexTargets<'_, T>,
-    reduction: Reduction,
-    backward: Option<Backward<'_, '_, T>>,
-) -> Result<(Tensor<T>, Grads<T>)> {
-    let x = input.data();
-    let classes = targets.rows.layout.len;
-    let rows = targets.rows.layout.rows();
-    let mut values = vec![T::zero(); rows];
-    let (upstream, mut sink) = start_optional(backward);
-    let cot = upstream.as_ref().map(|up| targets.row_cotangents(up, reduction)).transpose()?;
-    let [gx] = overwritten_slots(&mut sink, [("input", input.shape(), true)])?;
-    let cot = cot.as_deref();
-    par_rows(
-        rows,
-        classes,
-        &mut values,
-        gx,
-        #[inline(always)]
-        |r, g: Option<&mut [T]>, _| {
-            let class = targets.class(r);
-            if let (Some(g), Some(cot)) = (g, cot) {
-                g.fill(T::zero());
-                if let Some(t) = class {
-                    g[t] = -(targets.weight_of(t) * cot[r]);
-                }
-            }
-            class.map_or(T::zero(), |t| -x[r * classes + t] * targets.weight_of(t))
-        },
-    );
-    Ok((targets.reduce(values, reduction), sink.map(|s| s.finish()).unwrap_or_default()))
 }
 
 fn eval<T: PickFloat>(

@@ -39,8 +39,9 @@ pub fn rows_per_group(len: usize) -> usize {
 pub struct Workspace<T> {
     /// Values that are summed but not kept (exponentials without a gradient, weighted terms).
     pub tile: Vec<T>,
-    /// The block sums of one long row.
-    pub parts: Vec<f64>,
+    /// The block sums of one long row (of the values, and of the values before their `map` in
+    /// [`fill_sums`]).
+    pub parts: [Vec<f64>; 2],
     /// Each row's maximum.
     pub max: Vec<T>,
     /// Each row's sum of exponentials.
@@ -57,7 +58,7 @@ impl<T> Default for Workspace<T> {
     fn default() -> Self {
         Workspace {
             tile: Vec::new(),
-            parts: Vec::new(),
+            parts: [Vec::new(), Vec::new()],
             max: Vec::new(),
             sum: Vec::new(),
             lse: Vec::new(),
@@ -92,8 +93,11 @@ pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T]) {
 /// Per-row sums of computed values: for `rows` rows of `len` elements, `fill(k, c0, v)` writes
 /// the values of row `k`, classes `c0..c0 + v.len()`, then `map(v)` transforms a whole tile in
 /// place, and `sums[k]` becomes the sum of row `k`'s values, blocked as
-/// [`sum_by`](super::sum::sum_by) blocks a row. The values land in `dest` (`rows * len`
-/// elements, kept: the gradient rows, say) or, without it, in `tile` (at least [`GROUP`]).
+/// [`sum_by`](super::sum::sum_by) blocks a row. With `filled`, `filled[k]` also becomes the sum
+/// of row `k`'s values as `fill` wrote them (before `map`), blocked the same way: the tile is
+/// still in the first-level cache, so that sum costs no second `fill`. The values land in `dest`
+/// (`rows * len` elements, kept: the gradient rows, say) or, without it, in `tile` (at least
+/// [`GROUP`]).
 ///
 /// Rows of at most [`BLOCK`] elements are one tile (`rows * len <= GROUP`): `map` runs once over
 /// the whole group, across row boundaries. Longer rows are tiled by blocks.
@@ -104,8 +108,9 @@ pub fn fill_sums<T: Float>(
     rows: usize,
     dest: Option<&mut [T]>,
     tile: &mut [T],
-    parts: &mut Vec<f64>,
+    parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
+    mut filled: Option<&mut [f64]>,
     fill: impl Fn(usize, usize, &mut [T]),
     map: impl Fn(&mut [T]),
 ) {
@@ -118,13 +123,18 @@ pub fn fill_sums<T: Float>(
         for (k, row) in v.chunks_exact_mut(len).enumerate() {
             fill(k, 0, row);
         }
+        if let Some(f) = filled {
+            block_sums(v, len, &mut f[..rows]);
+        }
         map(v);
         block_sums(v, len, &mut sums[..rows]);
         return;
     }
     let mut dest = dest;
+    let [parts, filled_parts] = parts;
     for (k, sum) in sums[..rows].iter_mut().enumerate() {
         parts.clear();
+        filled_parts.clear();
         let mut c0 = 0;
         while c0 < len {
             let l = BLOCK.min(len - c0);
@@ -133,11 +143,17 @@ pub fn fill_sums<T: Float>(
                 None => &mut tile[..l],
             };
             fill(k, c0, v);
+            if filled.is_some() {
+                filled_parts.push(block_sum(v));
+            }
             map(v);
             parts.push(block_sum(v));
             c0 += l;
         }
         *sum = tree(parts);
+        if let Some(f) = filled.as_deref_mut() {
+            f[k] = tree(filled_parts);
+        }
     }
 }
 
@@ -148,16 +164,17 @@ pub fn row_sums<T: Float>(
     len: usize,
     rows: usize,
     tile: &mut [T],
-    parts: &mut Vec<f64>,
+    parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
     fill: impl Fn(usize, usize, &mut [T]),
 ) {
-    fill_sums(len, rows, None, tile, parts, sums, fill, |_| {});
+    fill_sums(len, rows, None, tile, parts, sums, None, fill, |_| {});
 }
 
 /// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
 /// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile) and each
-/// row's sum of them into `sums` ([`fill_sums`]).
+/// row's sum of them into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of
+/// `x - m` too (label smoothing's sum of log-probabilities), from the same tiles.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn shifted_exps<T: Float>(
@@ -166,12 +183,13 @@ pub fn shifted_exps<T: Float>(
     max: &mut [T],
     dest: Option<&mut [T]>,
     tile: &mut [T],
-    parts: &mut Vec<f64>,
+    parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
+    shifted_sums: Option<&mut [f64]>,
 ) {
     let rows = max.len();
     row_maxes(x, len, max);
-    fill_sums(len, rows, dest, tile, parts, sums, shifted(x, len, max), exp_in_place);
+    fill_sums(len, rows, dest, tile, parts, sums, shifted_sums, shifted(x, len, max), exp_in_place);
 }
 
 /// The `fill` of [`fill_sums`] that writes `x - m` (row `k`'s maximum `max[k]`) for classes
@@ -244,8 +262,9 @@ mod tests {
             let mut w = Workspace::<f32>::default();
             w.ready();
             let mut dest = vec![0.0f32; rows * len];
-            for keep in [false, true] {
+            for (keep, with_filled) in [(false, false), (true, false), (false, true), (true, true)] {
                 let mut sums = vec![0.0; rows];
+                let mut filled = vec![f64::NAN; rows];
                 let d = if keep { Some(&mut dest[..]) } else { None };
                 fill_sums(
                     len,
@@ -254,12 +273,16 @@ mod tests {
                     &mut w.tile,
                     &mut w.parts,
                     &mut sums,
+                    with_filled.then_some(&mut filled[..]),
                     |k, c0, v| v.copy_from_slice(&x[k * len + c0..k * len + c0 + v.len()]),
                     exp_in_place,
                 );
                 for (k, s) in sums.iter().enumerate() {
                     let want = crate::kernels::sum::sum_by(len, |c| x[k * len + c].vexp().acc());
                     assert_eq!(s.to_bits(), want.to_bits(), "len={len} k={k}");
+                    // the sums before the map: of x itself; untouched without `filled`
+                    let want = crate::kernels::sum::sum_by(len, |c| x[k * len + c].acc());
+                    assert!(if with_filled { filled[k].to_bits() == want.to_bits() } else { filled[k].is_nan() });
                 }
             }
             assert!(dest.iter().zip(&x).all(|(e, v)| *e == v.vexp()));

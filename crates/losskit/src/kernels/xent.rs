@@ -94,7 +94,8 @@ pub struct Smoothing<T> {
 ///
 /// 1. the row maxima `m`;
 /// 2. `e_c = exp(x_c - m)` (written into the gradient rows when there are some) and their
-///    per-row sums `S`, and with smoothing `sum_c w_c (x_c - m)`;
+///    per-row sums `S`, and with smoothing `sum_c w_c (x_c - m)` (without class weights from
+///    the same tiles as the exponentials, in the same pass);
 /// 3. with `grad`: `g_c = s * d value / d x_c` with `s = cot(k)`, from `p_c = e_c / S`, in
 ///    place.
 ///
@@ -124,18 +125,18 @@ pub fn index_xent_rows<T: Float>(
     let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
     let (max, sum, lse, shifted) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
-    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum);
+    // label smoothing's sum of `x - m` comes with the exponentials (the same tiles) when it is
+    // unweighted; weighted, it is a pass of its own
+    let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[..]);
+    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, fused_shifted);
     let max = &*max;
-    if smoothing.is_some() {
-        match w {
-            None => row_sums(len, rows, tile, parts, shifted, super::rows::shifted(x, len, max)),
-            Some(w) => row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
-                let (xs, ws, m) = (&x[k * len + c0..k * len + c0 + v.len()], &w[c0..c0 + v.len()], max[k]);
-                for ((v, &xc), &wc) in v.iter_mut().zip(xs).zip(ws) {
-                    *v = wc * (xc - m);
-                }
-            }),
-        }
+    if let (Some(_), Some(w)) = (smoothing, w) {
+        row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
+            let (xs, ws, m) = (&x[k * len + c0..k * len + c0 + v.len()], &w[c0..c0 + v.len()], max[k]);
+            for ((v, &xc), &wc) in v.iter_mut().zip(xs).zip(ws) {
+                *v = wc * (xc - m);
+            }
+        });
     }
     ln_sums(sum, lse);
     let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
@@ -213,7 +214,7 @@ pub fn prob_xent_rows<T: Float>(
     let (max, sum, lse) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows]);
     let (masses, shifted) = (&mut masses[..rows], &mut shifted[..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
-    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum);
+    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, None);
     let max = &*max;
     // τ_c of row k, classes c0..c0 + v.len(), into v
     let tau = |k: usize, c0: usize, v: &mut [T]| {
