@@ -9,7 +9,8 @@ Run in the reference environment, never in CI (it needs torch and a release buil
 
 What it runs, one after the other:
   1. `target/release/losskit bench --stream --ids ... --json` in the default process environment:
-     the memory-bandwidth probe, then every case in the modes fwd, fwd_bwd and fwd_bwd_into;
+     the memory-bandwidth probe, then every case in the modes fwd, fwd_bwd and fwd_bwd_into (one
+     process per thread count, so that the calls run on the main thread, as torch's do);
   2. the same losskit cases (fwd, fwd_bwd) with glibc's allocator kept warm
      (GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...:glibc.malloc.trim_threshold=..., so that
      freed buffers are reused instead of returned to the kernel and re-faulted);
@@ -343,7 +344,7 @@ def main():
     if not ids:
         listed = json.loads(subprocess.run([str(lk), "list", "--json"], check=True, capture_output=True).stdout)
         ids = ",".join(x["id"] for x in listed)
-    common = ["bench", "--ids", ids, "--threads", a.threads, "--dtypes", a.dtypes]
+    common = ["bench", "--ids", ids, "--dtypes", a.dtypes]
     if a.sizes:
         common += ["--sizes", a.sizes]
     if a.quick:
@@ -359,8 +360,17 @@ def main():
             # progress to stderr, so that stdout holds only the table
             subprocess.run(cmd, check=True, env=env_for(alloc), stdout=sys.stderr)
 
-        step("losskit", [str(lk), *common, "--stream", "--json", str(tmp / "lk_default.json")], "default")
-        step("losskit", [str(lk), *common, "--modes", "fwd,fwd_bwd", "--json", str(tmp / "lk_warm.json")], "warm")
+        # one losskit process per thread count: with a single --threads value the calling thread
+        # is one of the pool's threads and makes the calls (allocating in the main thread's glibc
+        # arena, as a program calling the library, and as torch, does); a pool worker's arena
+        # maps every allocation over 64 MiB afresh, whatever the tunables
+        for regime, extra in (("default", ["--stream"]), ("warm", ["--modes", "fwd,fwd_bwd"])):
+            recs = []
+            for t in a.threads.split(","):
+                out = tmp / f"lk_{regime}_{t}.json"
+                step("losskit", [str(lk), *common, "--threads", t, *extra, "--json", str(out)], regime)
+                recs += json.loads(out.read_text())
+            (tmp / f"lk_{regime}.json").write_text(json.dumps(recs))
         me = [sys.executable, str(Path(__file__).resolve()), "--time", str(target_s), "--min-reps", str(min_reps)]
         for alloc in ("default", "warm"):
             step("torch", [*me, "--worker", str(tmp / "lk_default.json"), str(tmp / f"torch_{alloc}.json"),

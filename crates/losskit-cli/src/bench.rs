@@ -7,10 +7,18 @@
 //! (the value and the gradient of the prediction written into caller buffers reused across
 //! calls). Every call runs inside a rayon pool of the requested size, so a library that
 //! parallelises with rayon uses exactly that many threads.
+//!
+//! With a single `--threads` value the calling (main) thread is one of the pool's threads and
+//! makes the calls itself, as a program calling the library does. With several, the calls run
+//! on a pool's worker thread, whose glibc arena serves every allocation over 64 MiB (the
+//! largest arena heap) with a fresh `mmap`, even with the warm allocator tunables: the page
+//! faults of a fresh 128 MB gradient then count in every repetition. `bench/compare_torch.py`
+//! therefore runs one process per thread count.
 
 use std::hint::black_box;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -25,7 +33,8 @@ pub struct BenchArgs {
     /// Loss ids to time, comma-separated (default: every implemented loss; with --stream: none).
     #[arg(long, value_delimiter = ',', value_name = "ID,...")]
     pub ids: Vec<String>,
-    /// Thread counts, comma-separated: each case runs inside a rayon pool of that size.
+    /// Thread counts, comma-separated: each case runs inside a rayon pool of that size (with one
+    /// count, the calling thread is one of the pool's threads: see the module notes).
     #[arg(long, value_delimiter = ',', value_name = "N,...", default_value = "1,2")]
     pub threads: Vec<usize>,
     /// Sizes, comma-separated: element counts (1e4, 1000000) for elementwise losses and BxC
@@ -278,6 +287,26 @@ fn measure(t: &Timing, mut f: impl FnMut()) -> Stats {
     Stats::of(samples)
 }
 
+thread_local! {
+    /// The pool of `t` threads this thread joined, kept for the thread's life: rayon lets a
+    /// thread join one pool only, and never releases it.
+    static JOINED: std::cell::RefCell<Option<(usize, Arc<rayon::ThreadPool>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A pool of `t` threads of which the calling thread is one, so that the timed calls run (and
+/// allocate, in the main thread's glibc arena) on the calling thread, as a program's calls to
+/// the library do. `None` when this thread already joined a pool of another size.
+fn joined_pool(t: usize) -> Option<Arc<rayon::ThreadPool>> {
+    JOINED.with(|j| {
+        let mut j = j.borrow_mut();
+        if j.is_none() {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).use_current_thread().build().ok()?;
+            *j = Some((t, Arc::new(pool)));
+        }
+        j.as_ref().filter(|(n, _)| *n == t).map(|(_, p)| Arc::clone(p))
+    })
+}
+
 /// Deterministic inputs (SplitMix64).
 struct Rng(u64);
 
@@ -330,7 +359,7 @@ fn one_hot<T: Float>(labels: &[i64], c: usize) -> Vec<T> {
 
 /// What the selected cases need from the command line.
 struct Plan {
-    threads: Vec<(usize, rayon::ThreadPool)>,
+    threads: Vec<(usize, Arc<rayon::ThreadPool>)>,
     /// `--check-threads`: compare bits across thread counts instead of timing.
     check_threads: bool,
     modes: Vec<Mode>,
@@ -947,15 +976,23 @@ pub fn run(a: &BenchArgs) -> Result<String, String> {
     }
     let min_reps = a.min_reps.unwrap_or(if a.quick { 3 } else { 5 }).max(1);
     let timing = Timing { target_s, min_reps, max_reps: 1_000_000, warmup_s: target_s / 5.0 };
+    let mut counts = a.threads.clone();
+    counts.dedup();
     let mut threads = Vec::new();
-    for &t in &a.threads {
+    for &t in &counts {
         if threads.iter().any(|(n, _)| *n == t) {
             continue;
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build()
-            .map_err(|e| format!("--threads {t}: cannot start a thread pool: {e}"))?;
+        let joined = if counts.len() == 1 { joined_pool(t) } else { None };
+        let pool = match joined {
+            Some(p) => p,
+            None => Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .map_err(|e| format!("--threads {t}: cannot start a thread pool: {e}"))?,
+            ),
+        };
         threads.push((t, pool));
     }
     let mut modes = a.modes.clone();

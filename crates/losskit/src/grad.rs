@@ -220,14 +220,7 @@ impl<'g, T: crate::Float> GradSink<'g, T> {
                 }
                 for ((_, b), k) in bufs.iter_mut().zip(target) {
                     if fill {
-                        // large buffers are filled by every thread (fixed chunks)
-                        let b: &mut [T] = b;
-                        crate::kernels::sum::par_chunks(b.len(), Some(b), |_, _, part| {
-                            if let Some(part) = part {
-                                part.fill(T::zero());
-                            }
-                            0.0
-                        });
+                        crate::kernels::sum::par_zero(b);
                     }
                     out[k] = Some(&mut **b);
                 }

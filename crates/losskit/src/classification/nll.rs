@@ -7,6 +7,7 @@ use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
+use crate::kernels::sum::{par_units, par_zero, CHUNK};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
 
@@ -152,27 +153,70 @@ fn run<T: Float>(
     let targets = IndexTargets::new(input.shape(), target, weight, options.ignore_index)?;
     let layout = targets.rows.layout;
     let x = input.data();
-    let values: Vec<T> = (0..layout.rows())
-        .map(|r| match targets.class(r) {
-            Some(t) => -x[layout.at(r, t)] * targets.weight_of(t),
-            None => T::zero(),
-        })
-        .collect();
+    let values: Vec<T> = if layout.inner == 1 {
+        contiguous_values(x, layout.len, &targets)
+    } else {
+        (0..layout.rows())
+            .map(|r| match targets.class(r) {
+                Some(t) => -x[layout.at(r, t)] * targets.weight_of(t),
+                None => T::zero(),
+            })
+            .collect()
+    };
     let loss = targets.reduce(values, reduction);
     let Some(bw) = backward else {
         return Ok((loss, Grads::default()));
     };
     let (upstream, mut sink) = bw.start();
     let cot = targets.row_cotangents(&upstream, reduction)?;
-    let [gx] = sink.slots([("input", input.shape(), true)])?;
-    if let Some(gx) = gx {
-        for (r, &s) in cot.iter().enumerate() {
-            if let Some(t) = targets.class(r) {
-                gx[layout.at(r, t)] = -(targets.weight_of(t) * s);
+    // zeros then the target entries, on every thread (a fresh buffer is not zeroed by the
+    // allocator first: every page of it is touched anyway, a row at a time)
+    let [gx] = sink.slots_overwritten([("input", input.shape(), true)])?;
+    let entry = |r: usize, t: usize| -(targets.weight_of(t) * cot[r]);
+    match gx {
+        Some(gx) if layout.inner == 1 => {
+            // contiguous rows: each chunk of rows zeroed, then its entries set while it is in cache
+            let classes = layout.len;
+            par_units(layout.rows(), (CHUNK / classes.max(1)).max(1), Some(gx), classes, |r0, r1, part| {
+                if let Some(part) = part {
+                    part.fill(T::zero());
+                    for r in r0..r1 {
+                        if let Some(t) = targets.class(r) {
+                            part[(r - r0) * classes + t] = entry(r, t);
+                        }
+                    }
+                }
+                0.0
+            });
+        }
+        Some(gx) => {
+            par_zero(gx);
+            for r in 0..layout.rows() {
+                if let Some(t) = targets.class(r) {
+                    gx[layout.at(r, t)] = entry(r, t);
+                }
             }
         }
+        None => {}
     }
     Ok((loss, sink.finish()))
+}
+
+/// The values of contiguous rows of `classes` elements: one load per row from anywhere in the
+/// input, so each row is a cache miss. The loop is kept to a few instructions per row (fields
+/// in locals, no per-row index arithmetic beyond `r * C + t`) so that the out-of-order window
+/// holds many rows and their misses overlap.
+fn contiguous_values<T: Float>(x: &[T], classes: usize, targets: &IndexTargets<'_, T>) -> Vec<T> {
+    let (ts, ignore) = (targets.raw(), targets.ignore_index());
+    let row = |r: usize, t: i64| -x[r * classes + t as usize];
+    match targets.weight() {
+        None => ts.iter().enumerate().map(|(r, &t)| if t == ignore { T::zero() } else { row(r, t) }).collect(),
+        Some(w) => ts
+            .iter()
+            .enumerate()
+            .map(|(r, &t)| if t == ignore { T::zero() } else { row(r, t) * w[t as usize] })
+            .collect(),
+    }
 }
 
 fn eval<T: PickFloat>(

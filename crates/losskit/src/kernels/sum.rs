@@ -229,6 +229,17 @@ pub fn par_chunks<O: SplitOut>(n: usize, outs: O, chunk: impl Fn(usize, usize, O
     par_units(n, CHUNK, outs, 1, chunk)
 }
 
+/// Sets every element of `b` to zero, large buffers on every thread (fixed chunks): their
+/// first-touch page faults are shared too.
+pub fn par_zero<T: Float>(b: &mut [T]) {
+    par_chunks(b.len(), Some(b), |_, _, part| {
+        if let Some(part) = part {
+            part.fill(T::zero());
+        }
+        0.0
+    });
+}
+
 /// [`par_chunks`] over `units` items of `unit_len` output elements each (rows of a class axis,
 /// say): chunk boundaries fall every `per_chunk` units, outputs have `units * unit_len`
 /// elements, and `chunk` receives unit ranges.
