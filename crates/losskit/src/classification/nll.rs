@@ -7,6 +7,7 @@ use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
+use crate::kernels::axis::AxisLayout;
 use crate::kernels::sum::{par_units, par_zero, CHUNK};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
@@ -153,16 +154,7 @@ fn run<T: Float>(
     let targets = IndexTargets::new(input.shape(), target, weight, options.ignore_index)?;
     let layout = targets.rows.layout;
     let x = input.data();
-    let values: Vec<T> = if layout.inner == 1 {
-        contiguous_values(x, layout.len, &targets)
-    } else {
-        (0..layout.rows())
-            .map(|r| match targets.class(r) {
-                Some(t) => -x[layout.at(r, t)] * targets.weight_of(t),
-                None => T::zero(),
-            })
-            .collect()
-    };
+    let values = gather_values(x, &layout, &targets);
     let loss = targets.reduce(values, reduction);
     let Some(bw) = backward else {
         return Ok((loss, Grads::default()));
@@ -202,20 +194,16 @@ fn run<T: Float>(
     Ok((loss, sink.finish()))
 }
 
-/// The values of contiguous rows of `classes` elements: one load per row from anywhere in the
-/// input, so each row is a cache miss. The loop is kept to a few instructions per row (fields
-/// in locals, no per-row index arithmetic beyond `r * C + t`) so that the out-of-order window
-/// holds many rows and their misses overlap.
-fn contiguous_values<T: Float>(x: &[T], classes: usize, targets: &IndexTargets<'_, T>) -> Vec<T> {
-    let (ts, ignore) = (targets.raw(), targets.ignore_index());
-    let row = |r: usize, t: i64| -x[r * classes + t as usize];
+/// Each row's value `-w[t] x[r, t]`: one load per row from anywhere in the input, so each row
+/// is a cache miss. The loop is kept to a few instructions per row (the weights matched once,
+/// not per row; contiguous rows indexed without a division, see `AxisLayout::base`) so that
+/// the out-of-order window holds many rows and their misses overlap.
+fn gather_values<T: Float>(x: &[T], layout: &AxisLayout, targets: &IndexTargets<'_, T>) -> Vec<T> {
+    let rows = 0..layout.rows();
+    let picked = |r: usize, t: usize| -x[layout.at(r, t)];
     match targets.weight() {
-        None => ts.iter().enumerate().map(|(r, &t)| if t == ignore { T::zero() } else { row(r, t) }).collect(),
-        Some(w) => ts
-            .iter()
-            .enumerate()
-            .map(|(r, &t)| if t == ignore { T::zero() } else { row(r, t) * w[t as usize] })
-            .collect(),
+        None => rows.map(|r| targets.class(r).map_or(T::zero(), |t| picked(r, t))).collect(),
+        Some(w) => rows.map(|r| targets.class(r).map_or(T::zero(), |t| picked(r, t) * w[t])).collect(),
     }
 }
 

@@ -134,18 +134,6 @@ impl<'a, T: Float> IndexTargets<'a, T> {
         (t != self.ignore_index).then_some(t as usize)
     }
 
-    /// The target of every row as given (`ignore_index` or a class checked to lie in `[0, C)`).
-    #[inline]
-    pub(crate) fn raw(&self) -> &'a [i64] {
-        self.targets
-    }
-
-    /// The target value that marks an ignored row.
-    #[inline]
-    pub(crate) fn ignore_index(&self) -> i64 {
-        self.ignore_index
-    }
-
     /// The per-class weights, if given.
     #[inline]
     pub(crate) fn weight(&self) -> Option<&'a [T]> {
