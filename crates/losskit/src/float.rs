@@ -4,6 +4,8 @@ use std::fmt::{Debug, Display, LowerExp};
 use std::iter::Sum;
 use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
+use crate::kernels::alloc::BufferCache;
+
 /// The two computation dtypes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -64,10 +66,17 @@ pub trait Float:
     fn from_acc(a: f64) -> Self {
         Self::of(a)
     }
+    /// This dtype's cache of freed result buffers ([`crate::kernels::alloc`]).
+    #[doc(hidden)]
+    fn buffer_cache() -> &'static BufferCache<Self>;
 }
 
 impl Float for f32 {
     const DTYPE: DType = DType::F32;
+    fn buffer_cache() -> &'static BufferCache<Self> {
+        static CACHE: BufferCache<f32> = BufferCache::new();
+        &CACHE
+    }
     #[inline(always)]
     fn of(v: f64) -> Self {
         v as f32
@@ -80,6 +89,10 @@ impl Float for f32 {
 
 impl Float for f64 {
     const DTYPE: DType = DType::F64;
+    fn buffer_cache() -> &'static BufferCache<Self> {
+        static CACHE: BufferCache<f64> = BufferCache::new();
+        &CACHE
+    }
     #[inline(always)]
     fn of(v: f64) -> Self {
         v

@@ -5,6 +5,7 @@
 //! otherwise) or from a plain slice and a shape, which is what candle, burn and NumPy hand over.
 
 use std::borrow::Cow;
+use std::fmt::Debug;
 
 use ndarray::{ArrayBase, ArrayD, ArrayView, Data, Dimension, IxDyn};
 
@@ -152,27 +153,57 @@ impl<'a, T: Clone> From<&'a Vec<T>> for View<'a, T> {
 }
 
 /// An owned result: a loss (a 0-d tensor when reduced) or a gradient.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// A large result computed by losskit gives its memory to the crate's buffer cache when it is
+/// dropped, so that the next result of a similar size reuses pages that are already mapped
+/// (see [`kernels::alloc`](crate::kernels::alloc)); [`into_vec`](Self::into_vec) and
+/// [`into_array`](Self::into_array) hand the memory over instead.
+#[derive(Clone)]
 pub struct Tensor<T> {
     data: Vec<T>,
     shape: Vec<usize>,
+    /// Where `data` goes when the tensor is dropped; `None` for a tensor built by the caller.
+    release: Option<fn(Vec<T>)>,
+}
+
+impl<T: Debug> Debug for Tensor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor").field("data", &self.data).field("shape", &self.shape).finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq for Tensor<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
+}
+
+impl<T> Drop for Tensor<T> {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            release(std::mem::take(&mut self.data));
+        }
+    }
+}
+
+impl<T: crate::Float> Tensor<T> {
+    /// A result of the crate's kernels: its buffer goes back to the buffer cache when dropped.
+    pub(crate) fn from_parts(data: Vec<T>, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor { data, shape, release: Some(crate::kernels::alloc::recycle::<T>) }
+    }
 }
 
 impl<T: Clone> Tensor<T> {
     /// A tensor from C-order data and a shape. Fails when the element count does not match.
     pub fn new(data: Vec<T>, shape: Vec<usize>) -> Result<Self> {
         check_len(data.len(), &shape)?;
-        Ok(Tensor { data, shape })
-    }
-
-    pub(crate) fn from_parts(data: Vec<T>, shape: Vec<usize>) -> Self {
-        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
-        Tensor { data, shape }
+        Ok(Tensor { data, shape, release: None })
     }
 
     /// A 0-d tensor.
     pub fn scalar(v: T) -> Self {
-        Tensor { data: vec![v], shape: vec![] }
+        Tensor { data: vec![v], shape: vec![], release: None }
     }
 
     /// The elements in C order.
@@ -200,14 +231,14 @@ impl<T: Clone> Tensor<T> {
     }
 
     /// Takes the data out.
-    pub fn into_vec(self) -> Vec<T> {
-        self.data
+    pub fn into_vec(mut self) -> Vec<T> {
+        std::mem::take(&mut self.data)
     }
 
     /// Converts into an `ndarray` array of the same shape.
-    pub fn into_array(self) -> ArrayD<T> {
+    pub fn into_array(mut self) -> ArrayD<T> {
         // the length was checked on construction, so this cannot fail
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
+        ArrayD::from_shape_vec(IxDyn(&self.shape), std::mem::take(&mut self.data))
             .unwrap_or_else(|_| unreachable!("Tensor length matches its shape"))
     }
 

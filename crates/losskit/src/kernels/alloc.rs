@@ -1,15 +1,28 @@
-//! Fresh output buffers.
+//! Fresh output buffers, and the cache that lets a dropped result's memory serve the next one.
 //!
 //! A gradient returned by the allocating API is new memory, and the first write to each page
 //! of it costs a page fault (about 1.7 µs per 4 KiB page here: some 35 ms for 80 MB, more than
-//! the loss itself). [`zeroed`] asks Linux to back large buffers with 2 MiB pages
-//! (`madvise(MADV_HUGEPAGE)`), which takes 512 times fewer faults. The buffer comes from a
-//! zeroed allocation, which for large sizes is fresh zero pages that cost nothing until written.
+//! the loss itself). Two things keep that cost off the hot path:
 //!
-//! A buffer that a kernel writes in full comes from [`for_overwrite`] instead: no zero fill.
-//! With a warm allocator (freed memory reused, as with glibc's `mmap_threshold` raised) a
-//! zeroed allocation is a `memset` of the whole buffer, one extra write pass; fresh pages are
-//! zeroed by the kernel either way.
+//! - **The buffer cache.** A large result ([`Tensor`](crate::Tensor)) that came from here
+//!   gives its memory back to a small per-dtype cache when it is dropped, and the next large
+//!   allocation of a similar size takes it from there: in a training loop, which computes the
+//!   same loss on the same shapes every step, the gradient of step `k + 1` reuses the pages of
+//!   step `k`, already mapped. This is what PyTorch's caching allocator does for GPU memory;
+//!   glibc does not do it for large blocks (it returns them to the OS with `munmap` or a heap
+//!   trim, and maps fresh zero pages for the next one). Only buffers of at least
+//!   [`CACHE_MIN_BYTES`] are cached, and the cache holds at most [`cache_limit`] bytes (256 MiB
+//!   by default; the environment variable `LOSSKIT_BUFFER_CACHE_MIB` or [`set_cache_limit`]
+//!   change it, and `0` turns the cache off). [`clear_cache`] frees what it holds.
+//! - **Huge pages.** [`zeroed`] and [`for_overwrite`] ask Linux to back large fresh buffers
+//!   with 2 MiB pages (`madvise(MADV_HUGEPAGE)`), which takes 512 times fewer faults.
+//!
+//! A buffer that a kernel writes in full comes from [`for_overwrite`]: no zero fill. A
+//! zero-filled buffer ([`zeroed`]) is a fresh zeroed allocation (zero pages that cost nothing
+//! until written) or, from the cache, one parallel fill.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::float::Float;
 
@@ -20,6 +33,10 @@ const HUGE_PAGE: usize = 2 << 20;
 
 /// A zero-filled vector of `n` elements; large ones backed by huge pages where the OS allows.
 pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
+    if let Some(mut v) = take_cached::<T>(n) {
+        crate::kernels::sum::par_zero(&mut v);
+        return v;
+    }
     let v = vec![T::zero(); n];
     advise_huge_pages(&v);
     v
@@ -36,8 +53,15 @@ pub fn zeroed<T: Float>(n: usize) -> Vec<T> {
 #[allow(clippy::uninit_vec)]
 pub fn for_overwrite<T: Float>(n: usize) -> Vec<T> {
     if cfg!(debug_assertions) {
+        if let Some(mut v) = take_cached::<T>(n) {
+            v.fill(T::nan());
+            return v;
+        }
         let v = vec![T::nan(); n];
         advise_huge_pages(&v);
+        return v;
+    }
+    if let Some(v) = take_cached::<T>(n) {
         return v;
     }
     let mut v: Vec<T> = Vec::with_capacity(n);
@@ -49,6 +73,154 @@ pub fn for_overwrite<T: Float>(n: usize) -> Vec<T> {
     unsafe { v.set_len(n) };
     advise_huge_pages(&v);
     v
+}
+
+/// Buffers smaller than this (bytes) are not cached: the allocator serves them from memory it
+/// keeps anyway, and their page faults are few.
+pub const CACHE_MIN_BYTES: usize = 1 << 20;
+/// The default bound on the bytes the cache holds.
+const DEFAULT_CACHE_MIB: usize = 256;
+/// At most this many buffers per dtype are kept (a lookup scans them).
+const CACHE_MAX_BUFFERS: usize = 16;
+
+/// The cache's bound in bytes; `usize::MAX` until first read from the environment.
+static CACHE_LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Bytes held by the caches of both dtypes.
+static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The freed buffers of one dtype, kept for reuse (see the [module docs](self)).
+#[derive(Debug, Default)]
+pub struct BufferCache<T> {
+    /// Oldest first.
+    buffers: Mutex<Vec<Vec<T>>>,
+}
+
+impl<T> BufferCache<T> {
+    /// An empty cache (for the per-dtype statics).
+    pub const fn new() -> Self {
+        BufferCache { buffers: Mutex::new(Vec::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
+        // a panic while holding the lock cannot leave the list inconsistent (every change is
+        // one push or remove), so a poisoned lock is used as it is
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The most bytes the cache of freed result buffers holds (both dtypes together).
+pub fn cache_limit() -> usize {
+    let limit = CACHE_LIMIT.load(Ordering::Relaxed);
+    if limit != usize::MAX {
+        return limit;
+    }
+    static FROM_ENV: OnceLock<usize> = OnceLock::new();
+    let from_env = *FROM_ENV.get_or_init(|| {
+        std::env::var("LOSSKIT_BUFFER_CACHE_MIB")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_CACHE_MIB)
+            .saturating_mul(1 << 20)
+            .min(usize::MAX - 1)
+    });
+    // a concurrent `set_cache_limit` wins over the environment
+    let _ = CACHE_LIMIT.compare_exchange(usize::MAX, from_env, Ordering::Relaxed, Ordering::Relaxed);
+    CACHE_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Sets the most bytes the cache of freed result buffers holds (`0` turns it off), and frees
+/// cached buffers beyond the new bound.
+pub fn set_cache_limit(bytes: usize) {
+    CACHE_LIMIT.store(bytes.min(usize::MAX - 1), Ordering::Relaxed);
+    trim::<f32>(bytes);
+    trim::<f64>(bytes);
+}
+
+/// Bytes the cache holds now.
+pub fn cached_bytes() -> usize {
+    CACHED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Frees every cached buffer.
+pub fn clear_cache() {
+    trim::<f32>(0);
+    trim::<f64>(0);
+}
+
+/// Frees this dtype's oldest buffers until the cache holds at most `bound` bytes (or this
+/// dtype has none left).
+fn trim<T: Float>(bound: usize) {
+    let evicted: Vec<Vec<T>> = {
+        let mut buffers = T::buffer_cache().lock();
+        let mut evicted = Vec::new();
+        while CACHED_BYTES.load(Ordering::Relaxed) > bound && !buffers.is_empty() {
+            let v = buffers.remove(0);
+            CACHED_BYTES.fetch_sub(bytes_of(&v), Ordering::Relaxed);
+            evicted.push(v);
+        }
+        evicted
+    };
+    // freed outside the lock: returning large blocks to the OS is a system call
+    drop(evicted);
+}
+
+fn bytes_of<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
+/// A cached buffer of length `n` (contents unspecified) when one fits: the smallest whose
+/// capacity is at least `n` and at most `2n`, so that a small request does not pin a large
+/// buffer.
+fn take_cached<T: Float>(n: usize) -> Option<Vec<T>> {
+    if n * std::mem::size_of::<T>() < CACHE_MIN_BYTES || cached_bytes() == 0 {
+        return None;
+    }
+    let mut v = {
+        let mut buffers = T::buffer_cache().lock();
+        let best = buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= n && b.capacity() / 2 <= n)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i)?;
+        let v = buffers.remove(best);
+        CACHED_BYTES.fetch_sub(bytes_of(&v), Ordering::Relaxed);
+        v
+    };
+    // SAFETY: the capacity is at least `n` (checked above), so `set_len(n)` stays inside the
+    // allocation; `T` is `f32` or `f64`, plain data valid for every bit pattern and without a
+    // destructor, and the elements were initialised by their previous owner. The callers
+    // (`zeroed`, `for_overwrite`) fill or hand out the buffer under their own contracts.
+    unsafe { v.set_len(n) };
+    Some(v)
+}
+
+/// Gives a result's buffer back: kept in the cache when it is large and fits under the bound
+/// (the oldest buffers make room), freed otherwise. [`Tensor`](crate::Tensor)s that came from
+/// the crate's kernels call this when dropped.
+pub(crate) fn recycle<T: Float>(v: Vec<T>) {
+    let bytes = bytes_of(&v);
+    if bytes < CACHE_MIN_BYTES {
+        return;
+    }
+    let limit = cache_limit();
+    if bytes > limit {
+        return;
+    }
+    let evicted: Vec<Vec<T>> = {
+        let mut buffers = T::buffer_cache().lock();
+        buffers.push(v);
+        CACHED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        // the buffer just pushed is the newest, so it is evicted last
+        while (CACHED_BYTES.load(Ordering::Relaxed) > limit || buffers.len() > CACHE_MAX_BUFFERS) && buffers.len() > 1 {
+            let old = buffers.remove(0);
+            CACHED_BYTES.fetch_sub(bytes_of(&old), Ordering::Relaxed);
+            evicted.push(old);
+        }
+        evicted
+    };
+    drop(evicted);
 }
 
 /// Advises huge pages for the 2 MiB-aligned part of `v`'s memory when it is large. Returns
