@@ -274,6 +274,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn row_max_is_the_maximum_and_propagates_nan_at_every_length_and_position() {
+        // every path: the four-set loop, whole vectors, a padded tail, and their joins
+        for len in 0..=200usize {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+            let want = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            assert_eq!(row_max(&x), want, "len {len}");
+            let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            assert_eq!(row_max(&xd), want as f64, "len {len} (f64)");
+            for pos in [0, len / 3, len / 2, len.saturating_sub(1)] {
+                if pos >= len {
+                    continue;
+                }
+                let mut y = x.clone();
+                y[pos] = 1e30; // the maximum alone in one lane
+                assert_eq!(row_max(&y), 1e30, "len {len} max at {pos}");
+                y[pos] = f32::NAN;
+                assert!(row_max(&y).is_nan(), "len {len} NaN at {pos}");
+                y[pos] = f32::INFINITY;
+                assert_eq!(row_max(&y), f32::INFINITY);
+            }
+        }
+        assert_eq!(row_max::<f32>(&[]), f32::NEG_INFINITY);
+        assert_eq!(row_max(&[f64::NEG_INFINITY; 70]), f64::NEG_INFINITY);
+    }
+
+    #[test]
     fn one_pass_row_matches_the_two_pass_one() {
         // a row longer than a block, with a per-element upstream and a uniform one
         let n = 2 * crate::kernels::sum::BLOCK + 9;
