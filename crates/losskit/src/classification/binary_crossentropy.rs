@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::keras::{align_pair, keras_rows, last_axis_loss, Combine, EPSILON};
-use crate::kernels::sum::sum_by;
+use crate::kernels::sum::sum_zip;
 use crate::kernels::xent::{bce_clipped, bce_logits};
 use crate::reduction::{Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{resolve_axis, Tensor, View};
@@ -214,7 +214,7 @@ fn run<T: Float>(
         backward,
         |row, grad, _| {
             let n = row.pred.len();
-            let total = sum_by(n, |d| element(row.target[d], row.pred[d]).0.acc());
+            let total = sum_zip(row.target, row.pred, |t, p| element(t, p).0.acc());
             if let Some((cot, g)) = grad {
                 // d mean / d element = 1 / D
                 let c = cot / T::of_usize(n);

@@ -10,7 +10,7 @@ use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
 use crate::kernels::rows::{rows_per_group, Workspace};
-use crate::kernels::sum::{par_row_groups, sum_by};
+use crate::kernels::sum::{par_row_groups, sum_by, sum_map, sum_zip};
 use crate::kernels::xent::{index_xent_rows, prob_xent_rows, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
@@ -244,8 +244,8 @@ fn indices<T: Float>(
             Some((keep, per_class)) => {
                 let smooth = match (class, w) {
                     (None, _) => T::zero(),
-                    (Some(_), None) => T::from_acc(-sum_by(logp.len(), |c| logp[c].acc())),
-                    (Some(_), Some(w)) => T::from_acc(-sum_by(logp.len(), |c| (logp[c] * w[c]).acc())),
+                    (Some(_), None) => T::from_acc(-sum_map(logp, T::acc)),
+                    (Some(_), Some(w)) => T::from_acc(-sum_zip(logp, w, |l, wc| (l * wc).acc())),
                 };
                 keep * nll + smooth * per_class
             }

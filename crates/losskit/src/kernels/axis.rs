@@ -120,7 +120,7 @@ pub fn row_max<T: Float>(x: &[T]) -> T {
 #[inline]
 pub fn logsumexp_parts<T: Float>(row: &[T]) -> (T, T) {
     let m = row_max(row);
-    let s = crate::kernels::sum::sum_by(row.len(), |c| (row[c] - m).vexp().acc());
+    let s = crate::kernels::sum::sum_map(row, |v| (v - m).vexp().acc());
     (m, T::from_acc(s.vln()))
 }
 
@@ -211,7 +211,7 @@ pub fn log_softmax_rows_into<T: Float>(
 /// (all `-inf`, or a `+inf` logit) gives NaN everywhere, even where `g` is zero, as in PyTorch.
 #[inline]
 pub fn log_softmax_vjp_row<T: Float>(logp: &[T], g: &mut [T]) {
-    let s = T::from_acc(crate::kernels::sum::sum_by(g.len(), |c| g[c].acc()));
+    let s = T::from_acc(crate::kernels::sum::sum_map(g, T::acc));
     for (gi, &lp) in g.iter_mut().zip(logp) {
         *gi -= lp.vexp() * s;
     }

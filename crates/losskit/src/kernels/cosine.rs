@@ -8,7 +8,7 @@
 //! `min`), a NaN gradient for the whole row.
 
 use crate::float::Float;
-use crate::kernels::sum::sum_by;
+use crate::kernels::sum::{sum_map, sum_zip};
 
 /// The normalisation factor of one row and what its derivative needs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,9 +27,10 @@ pub struct L2Scale<T> {
 impl<T: Float> L2Scale<T> {
     /// The factor of row `x` with norm floor `eps` (the cap `1 / eps` is computed in `f64` and
     /// rounded to `T`, as Keras does with its Python-float `1.0 / epsilon`).
+    #[inline(always)]
     pub fn of(x: &[T], eps: f64) -> Self {
-        let square_sum = T::from_acc(sum_by(x.len(), |d| {
-            let v = x[d].acc();
+        let square_sum = T::from_acc(sum_map(x, |v| {
+            let v = v.acc();
             v * v
         }));
         let raw = T::one() / square_sum.sqrt();
@@ -51,19 +52,22 @@ impl<T: Float> L2Scale<T> {
 /// The derivative is that of the reference's computation graph: through `b * sb` directly, and
 /// through `sb = min(rsqrt(sum b^2), 1 / eps)` (zero where the floor is active, NaN for an
 /// all-zero `b`).
+///
+/// Always inlined, so that it is compiled into the caller's dispatched row loop (with the
+/// instruction set's vectors) rather than once for the baseline.
+#[inline(always)]
 pub fn keras_cosine_row<T: Float>(a: &[T], b: &[T], eps: f64, grad: Option<(T, &mut [T])>) -> T {
     let sa = L2Scale::of(a, eps).scale;
     let sb = L2Scale::of(b, eps);
-    let an = |d: usize| a[d] * sa;
-    let value = T::from_acc(sum_by(b.len(), |d| (an(d) * (b[d] * sb.scale)).acc()));
+    let value = T::from_acc(sum_zip(a, b, |ad, bd| (ad * sa * (bd * sb.scale)).acc()));
     if let Some((cot, g)) = grad {
         // cotangent of the scale factor, then through the min and rsqrt
-        let dscale = T::from_acc(sum_by(b.len(), |d| (cot * an(d) * b[d]).acc()));
+        let dscale = T::from_acc(sum_zip(a, b, |ad, bd| (cot * (ad * sa) * bd).acc()));
         let half = T::of(0.5);
         let dsq = dscale * sb.pass * (-half * sb.raw / sb.square_sum);
         let two = T::of(2.0);
-        for (d, gd) in g.iter_mut().enumerate() {
-            *gd = cot * an(d) * sb.scale + dsq * two * b[d];
+        for ((gd, &ad), &bd) in g.iter_mut().zip(a).zip(b) {
+            *gd = cot * (ad * sa) * sb.scale + dsq * two * bd;
         }
     }
     value

@@ -10,7 +10,7 @@
 //! `p = inf` the gradient is shared equally among the coordinates that attain the maximum.
 
 use crate::kernels::stable::sgn;
-use crate::kernels::sum::sum_by;
+use crate::kernels::sum::sum_map;
 
 /// The degree `p` of a vector norm, with its special cases.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,11 +46,11 @@ impl NormDegree {
     #[inline(always)]
     pub fn norm(self, row: &[f64]) -> f64 {
         match self {
-            NormDegree::One => sum_by(row.len(), |i| row[i].abs()),
-            NormDegree::Two => sum_by(row.len(), |i| row[i] * row[i]).sqrt(),
+            NormDegree::One => sum_map(row, f64::abs),
+            NormDegree::Two => sum_map(row, |v| v * v).sqrt(),
             // NaN propagates, as in the reference's amax
             NormDegree::Inf => row.iter().fold(0.0f64, |m, &v| if v.abs() > m || v.is_nan() { v.abs() } else { m }),
-            NormDegree::P(p) => sum_by(row.len(), |i| row[i].abs().powf(p)).powf(1.0 / p),
+            NormDegree::P(p) => sum_map(row, |v| v.abs().powf(p)).powf(1.0 / p),
         }
     }
 

@@ -12,7 +12,7 @@
 use crate::float::Float;
 use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::clip_tie;
-use crate::kernels::sum::sum_by;
+use crate::kernels::sum::{sum_by, sum_map, sum_zip};
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
 /// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
@@ -59,7 +59,7 @@ pub fn renorm_clip_xent_row<T: Float>(
     hi: T,
     grad: Option<(T, &mut [T])>,
 ) -> T {
-    let s = T::from_acc(sum_by(x.len(), |c| x[c].acc()));
+    let s = T::from_acc(sum_map(x, T::acc));
     let q = |c: usize| clip_tie(x[c] / s, lo, hi);
     let value = -sum_by(x.len(), |c| (target(c) * q(c).0.vln()).acc());
     if let Some((cot, g)) = grad {
@@ -68,7 +68,7 @@ pub fn renorm_clip_xent_row<T: Float>(
             let (qc, slope) = q(c);
             *gc = -(target(c) / qc) * slope;
         }
-        let dot = T::from_acc(sum_by(x.len(), |c| (g[c] * x[c]).acc()));
+        let dot = T::from_acc(sum_zip(g, x, |gc, xc| (gc * xc).acc()));
         let back = -dot / (s * s);
         for gc in g.iter_mut() {
             *gc = cot * (*gc / s + back);
