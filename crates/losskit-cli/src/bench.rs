@@ -6,7 +6,8 @@
 //! `fwd_bwd` (the value and freshly allocated gradients, `Backward::new()`, dropped after the
 //! call, so that from the second call on they come from losskit's buffer cache as in a training
 //! loop; `LOSSKIT_BUFFER_CACHE_MIB=0` turns the cache off) and `fwd_bwd_into` (the value and the
-//! gradient of the prediction written into caller buffers reused across calls). Every call runs inside a rayon pool of the requested size, so a library that
+//! gradient of the prediction written into caller buffers reused across calls). Every call
+//! runs inside a rayon pool of the requested size, so a library that
 //! parallelises with rayon uses exactly that many threads.
 //!
 //! With a single `--threads` value the calling (main) thread is one of the pool's threads and

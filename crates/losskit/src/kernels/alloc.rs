@@ -150,18 +150,21 @@ pub fn clear_cache() {
 /// Frees this dtype's oldest buffers until the cache holds at most `bound` bytes (or this
 /// dtype has none left).
 fn trim<T: Float>(bound: usize) {
-    let evicted: Vec<Vec<T>> = {
-        let mut buffers = T::buffer_cache().lock();
-        let mut evicted = Vec::new();
-        while CACHED_BYTES.load(Ordering::Relaxed) > bound && !buffers.is_empty() {
-            let v = buffers.remove(0);
-            CACHED_BYTES.fetch_sub(bytes_of(&v), Ordering::Relaxed);
-            evicted.push(v);
-        }
-        evicted
-    };
+    let evicted = evict_oldest(&mut T::buffer_cache().lock(), bound, usize::MAX);
     // freed outside the lock: returning large blocks to the OS is a system call
     drop(evicted);
+}
+
+/// Removes `buffers`' oldest entries while the cache holds more than `bound` bytes or the list
+/// more than `max_len` buffers, and returns them (for the caller to free after unlocking).
+fn evict_oldest<T>(buffers: &mut Vec<Vec<T>>, bound: usize, max_len: usize) -> Vec<Vec<T>> {
+    let mut evicted = Vec::new();
+    while (CACHED_BYTES.load(Ordering::Relaxed) > bound || buffers.len() > max_len) && !buffers.is_empty() {
+        let old = buffers.remove(0);
+        CACHED_BYTES.fetch_sub(bytes_of(&old), Ordering::Relaxed);
+        evicted.push(old);
+    }
+    evicted
 }
 
 fn bytes_of<T>(v: &Vec<T>) -> usize {
@@ -172,7 +175,7 @@ fn bytes_of<T>(v: &Vec<T>) -> usize {
 /// capacity is at least `n` and at most `2n`, so that a small request does not pin a large
 /// buffer.
 fn take_cached<T: Float>(n: usize) -> Option<Vec<T>> {
-    if n * std::mem::size_of::<T>() < CACHE_MIN_BYTES || cached_bytes() == 0 {
+    if n.saturating_mul(std::mem::size_of::<T>()) < CACHE_MIN_BYTES || cached_bytes() == 0 {
         return None;
     }
     let mut v = {
@@ -207,18 +210,13 @@ pub(crate) fn recycle<T: Float>(v: Vec<T>) {
     if bytes > limit {
         return;
     }
-    let evicted: Vec<Vec<T>> = {
+    let evicted = {
         let mut buffers = T::buffer_cache().lock();
         buffers.push(v);
         CACHED_BYTES.fetch_add(bytes, Ordering::Relaxed);
-        let mut evicted = Vec::new();
-        // the buffer just pushed is the newest, so it is evicted last
-        while (CACHED_BYTES.load(Ordering::Relaxed) > limit || buffers.len() > CACHE_MAX_BUFFERS) && buffers.len() > 1 {
-            let old = buffers.remove(0);
-            CACHED_BYTES.fetch_sub(bytes_of(&old), Ordering::Relaxed);
-            evicted.push(old);
-        }
-        evicted
+        // the buffer just pushed is the newest, so it goes last (only when the other dtype's
+        // buffers alone fill the bound)
+        evict_oldest(&mut buffers, limit, CACHE_MAX_BUFFERS)
     };
     drop(evicted);
 }
