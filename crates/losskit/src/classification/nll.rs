@@ -1,6 +1,8 @@
 //! `nll`: negative log-likelihood of class indices (PyTorch `nll_loss`).
 
 use super::targets::IndexTargets;
+use rayon::prelude::*;
+
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
@@ -8,6 +10,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::axis::AxisLayout;
+use crate::kernels::simd::prefetch;
 use crate::kernels::sum::{par_units, par_zero, CHUNK};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
@@ -195,15 +198,56 @@ fn run<T: Float>(
 }
 
 /// Each row's value `-w[t] x[r, t]`: one load per row from anywhere in the input, so each row
-/// is a cache miss. The loop is kept to a few instructions per row (the weights matched once,
-/// not per row; contiguous rows indexed without a division, see `AxisLayout::base`) so that
-/// the out-of-order window holds many rows and their misses overlap.
+/// is a cache miss (and with long rows a miss of the address translation too). The loop is kept
+/// to a few instructions per row (the weights matched once, not per row; contiguous rows
+/// indexed without a division, see `AxisLayout::base`), and it [`prefetch`]es the element of
+/// the row [`GATHER_AHEAD`] rows on, whose class it reads from the targets: many misses are in
+/// flight at once instead of the few the out-of-order window holds. Many rows are split over
+/// the threads (every value depends on its row only: the same bits).
 fn gather_values<T: Float>(x: &[T], layout: &AxisLayout, targets: &IndexTargets<'_, T>) -> Vec<T> {
-    let rows = 0..layout.rows();
-    let picked = |r: usize, t: usize| -x[layout.at(r, t)];
-    match targets.weight() {
-        None => rows.map(|r| targets.class(r).map_or(T::zero(), |t| picked(r, t))).collect(),
-        Some(w) => rows.map(|r| targets.class(r).map_or(T::zero(), |t| picked(r, t) * w[t])).collect(),
+    let rows = layout.rows();
+    let mut values = vec![T::zero(); rows];
+    let gather = |r0: usize, out: &mut [T]| match targets.weight() {
+        None => gather_rows(x, layout, targets, r0, out, |_| T::one()),
+        Some(w) => gather_rows(x, layout, targets, r0, out, |t| w[t]),
+    };
+    let threads = rayon::current_num_threads();
+    if rows >= GATHER_PARALLEL_MIN && threads > 1 {
+        let per_thread = rows.div_ceil(threads);
+        values.par_chunks_mut(per_thread).enumerate().for_each(|(i, out)| gather(i * per_thread, out));
+    } else {
+        gather(0, &mut values);
+    }
+    values
+}
+
+/// Rows ahead whose element [`gather_values`] prefetches: about the misses one core keeps in
+/// flight, times two.
+const GATHER_AHEAD: usize = 24;
+/// Rows from which [`gather_values`] uses every thread: below, the gather takes about as long
+/// as a fork-join.
+const GATHER_PARALLEL_MIN: usize = 2048;
+
+/// `out[k] = -weight(t) x[r, t]` for row `r = r0 + k` of class `t` (0 for an ignored row).
+#[inline(always)]
+fn gather_rows<T: Float>(
+    x: &[T],
+    layout: &AxisLayout,
+    targets: &IndexTargets<'_, T>,
+    r0: usize,
+    out: &mut [T],
+    weight: impl Fn(usize) -> T,
+) {
+    let end = r0 + out.len();
+    for (k, v) in out.iter_mut().enumerate() {
+        let r = r0 + k;
+        let ahead = r + GATHER_AHEAD;
+        if ahead < end {
+            if let Some(t) = targets.class(ahead) {
+                prefetch(x.as_ptr().wrapping_add(layout.at(ahead, t)));
+            }
+        }
+        *v = targets.class(r).map_or(T::zero(), |t| -x[layout.at(r, t)] * weight(t));
     }
 }
 

@@ -167,7 +167,7 @@ pub fn log_softmax_rows_into<T: Float>(
         Some(g) => g,
         None => &mut *out,
     };
-    shifted_exps(x, len, max, Some(e), tile, parts, sum, None);
+    shifted_exps(x, len, max, Some(e), tile, parts, sum, None, None);
     let max = &*max;
     ln_sums(sum, lse);
     for (k, o) in out.chunks_exact_mut(len).enumerate() {

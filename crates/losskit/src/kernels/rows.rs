@@ -15,6 +15,7 @@
 
 use crate::float::Float;
 use crate::kernels::axis::row_max;
+use crate::kernels::simd::prefetch;
 use crate::kernels::sum::{block_sum, block_sums, tree, BLOCK};
 
 /// Elements of a group of short rows: the group's exponentials (16 KiB of `f32`) stay in the
@@ -91,8 +92,8 @@ pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T]) {
 }
 
 /// Per-row sums of computed values: for `rows` rows of `len` elements, `fill(k, c0, v)` writes
-/// the values of row `k`, classes `c0..c0 + v.len()`, then `map(v)` transforms a whole tile in
-/// place, and `sums[k]` becomes the sum of row `k`'s values, blocked as
+/// the values of row `k`, classes `c0..c0 + v.len()`, then `map(k, c0, v)` transforms a whole
+/// tile in place (the tile starts at row `k`, class `c0`), and `sums[k]` becomes the sum of row `k`'s values, blocked as
 /// [`sum_by`](super::sum::sum_by) blocks a row. With `filled`, `filled[k]` also becomes the sum
 /// of row `k`'s values as `fill` wrote them (before `map`), blocked the same way: the tile is
 /// still in the first-level cache, so that sum costs no second `fill`. The values land in `dest`
@@ -112,7 +113,7 @@ pub fn fill_sums<T: Float>(
     sums: &mut [f64],
     mut filled: Option<&mut [f64]>,
     fill: impl Fn(usize, usize, &mut [T]),
-    map: impl Fn(&mut [T]),
+    map: impl Fn(usize, usize, &mut [T]),
 ) {
     if len <= BLOCK {
         let n = rows * len;
@@ -126,7 +127,7 @@ pub fn fill_sums<T: Float>(
         if let Some(f) = filled {
             block_sums(v, len, &mut f[..rows]);
         }
-        map(v);
+        map(0, 0, v);
         block_sums(v, len, &mut sums[..rows]);
         return;
     }
@@ -146,7 +147,7 @@ pub fn fill_sums<T: Float>(
             if filled.is_some() {
                 filled_parts.push(block_sum(v));
             }
-            map(v);
+            map(k, c0, v);
             parts.push(block_sum(v));
             c0 += l;
         }
@@ -168,13 +169,15 @@ pub fn row_sums<T: Float>(
     sums: &mut [f64],
     fill: impl Fn(usize, usize, &mut [T]),
 ) {
-    fill_sums(len, rows, None, tile, parts, sums, None, fill, |_| {});
+    fill_sums(len, rows, None, tile, parts, sums, None, fill, |_, _, _| {});
 }
 
 /// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
 /// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile) and each
 /// row's sum of them into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of
-/// `x - m` too (label smoothing's sum of log-probabilities), from the same tiles.
+/// `x - m` too (label smoothing's sum of log-probabilities), from the same tiles. `also`: the
+/// start of the group's rows of another input of the logits' shape, which the caller reads
+/// next (probability targets), for the prefetch of the next group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn shifted_exps<T: Float>(
@@ -186,10 +189,32 @@ pub fn shifted_exps<T: Float>(
     parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
     shifted_sums: Option<&mut [f64]>,
+    also: Option<*const T>,
 ) {
     let rows = max.len();
+    let n = rows * len;
     row_maxes(x, len, max);
-    fill_sums(len, rows, dest, tile, parts, sums, shifted_sums, shifted(x, len, max), exp_in_place);
+    // While the exponentials of this group are computed, the next group's rows (the `n`
+    // elements after this group's, when the caller's rows go on) are fetched from memory: of
+    // the logits, of the rows the exponentials are written to, and of the caller's `also`
+    // (targets of the logits' shape). The next group's maxima then find their rows in cache.
+    let mut ahead = [x.as_ptr().wrapping_add(n); 3];
+    let mut streams = 1;
+    for p in [dest.as_deref().map(<[T]>::as_ptr), also].into_iter().flatten() {
+        ahead[streams] = p.wrapping_add(n);
+        streams += 1;
+    }
+    let exps = exps_fetching(&ahead[..streams], len);
+    fill_sums(len, rows, dest, tile, parts, sums, shifted_sums, shifted(x, len, max), exps);
+}
+
+/// The `map` of [`fill_sums`] that turns a tile into its exponentials
+/// ([`exp_in_place_fetching`]) and fetches the elements at the tile's position in each group
+/// of `ahead` (rows of `len` elements).
+#[inline(always)]
+fn exps_fetching<'a, T: Float>(ahead: &'a [*const T], len: usize) -> impl Fn(usize, usize, &mut [T]) + 'a {
+    #[inline(always)]
+    move |k: usize, c0: usize, v: &mut [T]| exp_in_place_fetching(v, ahead, k * len + c0)
 }
 
 /// The `fill` of [`fill_sums`] that writes `x - m` (row `k`'s maximum `max[k]`) for classes
@@ -205,12 +230,36 @@ pub fn shifted<'a, T: Float>(x: &'a [T], len: usize, max: &'a [T]) -> impl Fn(us
     }
 }
 
-/// `e_c = exp(v_c)` over a tile (the `map` of the exponentials' [`fill_sums`]).
+/// `e_c = exp(v_c)` over a tile.
 #[inline(always)]
 pub fn exp_in_place<T: Float>(v: &mut [T]) {
     for e in v.iter_mut() {
         *e = e.vexp();
     }
+}
+
+/// [`exp_in_place`] that also [`prefetch`]es, from each stream of `ahead`, the `v.len()`
+/// elements from `at` on, one cache line per 64 bytes of `v`, spread over the loop: the
+/// exponentials are slow enough to hide the memory's latency, and spread out, the requests do
+/// not queue up behind each other.
+#[inline(always)]
+pub fn exp_in_place_fetching<T: Float>(v: &mut [T], ahead: &[*const T], at: usize) {
+    const STEP: usize = 16;
+    let line = (64 / std::mem::size_of::<T>()).max(1);
+    let mut pieces = v.chunks_exact_mut(STEP);
+    for (i, piece) in (&mut pieces).enumerate() {
+        for &p in ahead {
+            let mut e = at + i * STEP;
+            while e < at + (i + 1) * STEP {
+                prefetch(p.wrapping_add(e));
+                e += line;
+            }
+        }
+        if let Ok(piece) = <&mut [T; STEP]>::try_from(piece) {
+            exp_in_place(piece);
+        }
+    }
+    exp_in_place(pieces.into_remainder());
 }
 
 /// `ln S` of a sum of exponentials `S` (at least 1: the maximum's term is `exp(0)`), in `T`.
@@ -275,7 +324,7 @@ mod tests {
                     &mut sums,
                     with_filled.then_some(&mut filled[..]),
                     |k, c0, v| v.copy_from_slice(&x[k * len + c0..k * len + c0 + v.len()]),
-                    exp_in_place,
+                    |k, c0, v| exp_in_place_fetching(v, &[x.as_ptr().wrapping_add(rows * len)], k * len + c0),
                 );
                 for (k, s) in sums.iter().enumerate() {
                     let want = crate::kernels::sum::sum_by(len, |c| x[k * len + c].vexp().acc());

@@ -128,7 +128,7 @@ pub fn index_xent_rows<T: Float>(
     // label smoothing's sum of `x - m` comes with the exponentials (the same tiles) when it is
     // unweighted; weighted, it is a pass of its own
     let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[..]);
-    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, fused_shifted);
+    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, fused_shifted, None);
     let max = &*max;
     if let (Some(_), Some(w)) = (smoothing, w) {
         row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
@@ -214,7 +214,7 @@ pub fn prob_xent_rows<T: Float>(
     let (max, sum, lse) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows]);
     let (masses, shifted) = (&mut masses[..rows], &mut shifted[..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
-    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, None);
+    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, None, Some(y.as_ptr()));
     let max = &*max;
     // τ_c of row k, classes c0..c0 + v.len(), into v
     let tau = |k: usize, c0: usize, v: &mut [T]| {
