@@ -10,7 +10,7 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::clip_tie;
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
 
@@ -216,31 +216,31 @@ pub fn prob_xent_rows<T: Float>(
     let mut g = grad.map(|g| &mut g[..n]);
     shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, None, Some(y.as_ptr()));
     let max = &*max;
-    // τ_c of row k, classes c0..c0 + v.len(), into v
-    let tau = |k: usize, c0: usize, v: &mut [T]| {
-        let ys = &y[k * len + c0..k * len + c0 + v.len()];
-        match w {
-            None => {
-                for (v, &yc) in v.iter_mut().zip(ys) {
-                    *v = yc * keep + per_class;
+    let tau = smoothed_targets(y, w, len, keep, per_class);
+    // one pass over the targets for both sums: W from the tiles of τ, then D from the same
+    // tiles times x - m (a tile starts at row k, class c0, and may run over whole rows)
+    fill_sums(
+        len,
+        rows,
+        None,
+        tile,
+        parts,
+        shifted,
+        Some(masses),
+        tau,
+        #[inline(always)]
+        |k, c0, v: &mut [T]| {
+            let (mut r, mut c, mut rest) = (k, c0, v);
+            while !rest.is_empty() {
+                let (piece, tail) = rest.split_at_mut((len - c).min(rest.len()));
+                let (xs, m) = (&x[r * len + c..r * len + c + piece.len()], max[r]);
+                for (v, &xc) in piece.iter_mut().zip(xs) {
+                    *v *= xc - m;
                 }
+                (r, c, rest) = (r + 1, 0, tail);
             }
-            Some(w) => {
-                let ws = &w[c0..c0 + v.len()];
-                for ((v, &yc), &wc) in v.iter_mut().zip(ys).zip(ws) {
-                    *v = wc * (yc * keep + per_class);
-                }
-            }
-        }
-    };
-    row_sums(len, rows, tile, parts, masses, tau);
-    row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
-        tau(k, c0, v);
-        let (xs, m) = (&x[k * len + c0..k * len + c0 + v.len()], max[k]);
-        for (v, &xc) in v.iter_mut().zip(xs) {
-            *v *= xc - m;
-        }
-    });
+        },
+    );
     ln_sums(sum, lse);
     for (k, value) in values.iter_mut().enumerate() {
         *value = T::from_acc(lse[k].acc() * masses[k] - shifted[k]);
@@ -276,6 +276,35 @@ pub fn prob_xent_rows<T: Float>(
                     for ((gc, &xc), &wc) in gy.iter_mut().zip(xs).zip(w) {
                         *gc = ((xc - m) - lse) * kk * wc;
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The `fill` of [`fill_sums`] that writes `τ_c = w_c ((1 - ε) y_c + ε / C)` of row `k`,
+/// classes `c0..c0 + v.len()` (rows of `len` targets `y`, class weights `w`).
+#[inline(always)]
+fn smoothed_targets<'a, T: Float>(
+    y: &'a [T],
+    w: Option<&'a [T]>,
+    len: usize,
+    keep: T,
+    per_class: T,
+) -> impl Fn(usize, usize, &mut [T]) + 'a {
+    #[inline(always)]
+    move |k: usize, c0: usize, v: &mut [T]| {
+        let ys = &y[k * len + c0..k * len + c0 + v.len()];
+        match w {
+            None => {
+                for (v, &yc) in v.iter_mut().zip(ys) {
+                    *v = yc * keep + per_class;
+                }
+            }
+            Some(w) => {
+                let ws = &w[c0..c0 + v.len()];
+                for ((v, &yc), &wc) in v.iter_mut().zip(ys).zip(ws) {
+                    *v = wc * (yc * keep + per_class);
                 }
             }
         }
