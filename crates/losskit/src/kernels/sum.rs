@@ -162,7 +162,15 @@ fn sum_blocks(n: usize, block: impl Fn(usize, usize) -> f64) -> f64 {
 pub fn sum_zip<A: Copy, B: Copy>(a: &[A], b: &[B], f: impl Fn(A, B) -> f64) -> f64 {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
-    sum_blocks(n, |s, e| block_sum_zip(&a[s..e], &b[s..e], &f))
+    // Each block dispatched on its own, like `block_sum`: left to the compiler, the block
+    // closure was neither inlined into the (dispatched) caller nor compiled for its
+    // instruction set, and ran as a two-lane SSE2 loop; forced inline, it did not vectorise.
+    sum_blocks(n, |s, e| {
+        crate::kernels::simd::dispatch(
+            #[inline(always)]
+            || block_sum_zip(&a[s..e], &b[s..e], &f),
+        )
+    })
 }
 
 /// [`sum_zip`] over one slice: [`sum_by`] of `f(a[i])`, the same bits.
