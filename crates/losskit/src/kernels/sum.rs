@@ -162,13 +162,25 @@ fn sum_blocks(n: usize, block: impl Fn(usize, usize) -> f64) -> f64 {
 pub fn sum_zip<A: Copy, B: Copy>(a: &[A], b: &[B], f: impl Fn(A, B) -> f64) -> f64 {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
-    // Each block dispatched on its own, like `block_sum`: left to the compiler, the block
-    // closure was neither inlined into the (dispatched) caller nor compiled for its
-    // instruction set, and ran as a two-lane SSE2 loop; forced inline, it did not vectorise.
+    sum_dispatched_blocks(
+        n,
+        #[inline(always)]
+        |s, e| block_sum_zip(&a[s..e], &b[s..e], &f),
+    )
+}
+
+/// [`sum_blocks`] with each block [`dispatch`](crate::kernels::simd::dispatch)ed on its own,
+/// like [`block_sum`] (pass `block` as an `#[inline(always)]` closure). Left to the compiler,
+/// a block closure was neither inlined into its (dispatched) caller nor compiled for the
+/// caller's instruction set: it ran at the baseline, as a two-lane SSE2 loop, with every fused
+/// multiply-add of `vln` a call to the C library's `fmaf`; forced inline into the caller, it
+/// did not vectorise.
+#[inline(always)]
+fn sum_dispatched_blocks(n: usize, block: impl Fn(usize, usize) -> f64) -> f64 {
     sum_blocks(n, |s, e| {
         crate::kernels::simd::dispatch(
             #[inline(always)]
-            || block_sum_zip(&a[s..e], &b[s..e], &f),
+            || block(s, e),
         )
     })
 }
@@ -211,19 +223,15 @@ pub fn sum<T: Float>(xs: &[T]) -> T {
 /// Sum of `f(i)` for `i` in `0..n`, in the fixed tree of this module, on the calling thread
 /// (for rows and other short sums; [`par_sum_by`] gives the same bits on many threads).
 ///
-/// Each block is [`dispatch`](crate::kernels::simd::dispatch)ed on its own, as in
-/// [`sum_zip`]: the block closure is not inlined into its caller, and compiled on its own it
-/// ran at the baseline instruction set, where every fused multiply-add of `vln` is a call to
-/// the C library's `fmaf` (Keras' categorical cross-entropy of probabilities took 56 ns per
-/// element).
+/// Each block is dispatched on its own (as in [`sum_zip`]): at the baseline
+/// instruction set, Keras' categorical cross-entropy of probabilities took 56 ns per element.
 #[inline(always)]
 pub fn sum_by(n: usize, f: impl Fn(usize) -> f64) -> f64 {
-    sum_blocks(n, |b, e| {
-        crate::kernels::simd::dispatch(
-            #[inline(always)]
-            || block_sum_by(e - b, |i| f(b + i)),
-        )
-    })
+    sum_dispatched_blocks(
+        n,
+        #[inline(always)]
+        |b, e| block_sum_by(e - b, |i| f(b + i)),
+    )
 }
 
 /// [`sum_by`] split over the current rayon pool when `n` is large (same bits).
