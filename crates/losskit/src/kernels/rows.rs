@@ -93,7 +93,8 @@ pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T]) {
 
 /// Per-row sums of computed values: for `rows` rows of `len` elements, `fill(k, c0, v)` writes
 /// the values of row `k`, classes `c0..c0 + v.len()`, then `map(k, c0, v)` transforms a whole
-/// tile in place (the tile starts at row `k`, class `c0`), and `sums[k]` becomes the sum of row `k`'s values, blocked as
+/// tile in place (the tile starts at row `k`, class `c0`; a tile of short rows spans the whole
+/// group), and `sums[k]` becomes the sum of row `k`'s values, blocked as
 /// [`sum_by`](super::sum::sum_by) blocks a row. With `filled`, `filled[k]` also becomes the sum
 /// of row `k`'s values as `fill` wrote them (before `map`), blocked the same way: the tile is
 /// still in the first-level cache, so that sum costs no second `fill`. The values land in `dest`
