@@ -1,8 +1,8 @@
 //! `nll`: negative log-likelihood of class indices (PyTorch `nll_loss`).
 
-use super::targets::IndexTargets;
 use rayon::prelude::*;
 
+use super::targets::IndexTargets;
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
