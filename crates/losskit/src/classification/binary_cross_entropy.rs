@@ -111,6 +111,11 @@ pub fn binary_cross_entropy<T: Float>(
 /// `-1e12` at `x = 0, y = 1`. The target gradient is `w log((1 - x) / x)` without clamping:
 /// `+inf` at `x = 0`, `-inf` at `x = 1`.
 ///
+/// # Errors
+/// Those of [`binary_cross_entropy`](fn@binary_cross_entropy). The range of `input` and
+/// `target` is checked in the same pass as the loss, so on that error the gradient buffers
+/// given to [`Backward`] may already hold values.
+///
 /// # Example
 /// ```
 /// use losskit::{binary_cross_entropy_grad, Backward, View, BinaryCrossEntropyOptions, Reduction};
@@ -154,21 +159,27 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let frame = TorchElementwise::new(input, target, weight, options.reduction)?;
-    check_unit_interval("input", input)?;
-    check_unit_interval("target", target)?;
     let (x, y) = (input.data(), target.data());
     let one = T::one();
     let floor = T::of(-100.0);
     let eps = T::of(f64::from(EPSILON));
-    frame.run(
+    // both in [0, 1] (NaN is outside), tested in the loss' own pass; the scans only name the
+    // first element outside
+    frame.run_in_domain(
         x,
         y,
         None,
         #[inline(always)]
-        move |x, y, _| (y - one) * (-x).vln_1p().max(floor) - y * x.vln().max(floor),
+        move |x, y| (x >= T::zero()) & (x <= one) & (y >= T::zero()) & (y <= one),
+        || {
+            check_unit_interval("input", input)?;
+            check_unit_interval("target", target)
+        },
+        #[inline(always)]
+        move |x, y, _| (y - one) * x.vln_1m_unit().max(floor) - y * x.vln().max(floor),
         #[inline(always)]
         move |x, y, _| {
-            let (log_1mx, log_x) = ((-x).vln_1p(), x.vln());
+            let (log_1mx, log_x) = (x.vln_1m_unit(), x.vln());
             let value = (y - one) * log_1mx.max(floor) - y * log_x.max(floor);
             // the target's gradient -logit(x) = log(1 - x) - log(x), from the unclamped logs
             // (the reference's log(x / (1 - x)) has the same absolute rounding error; at 0 and

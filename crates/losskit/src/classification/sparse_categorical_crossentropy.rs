@@ -213,18 +213,19 @@ fn run<T: Float>(
     let classes = shape[last];
     let labels = y_true.data();
     let ignore = options.ignore_class;
-    for (position, &y) in labels.iter().enumerate() {
-        if Some(y) != ignore && (y < 0 || y >= classes as i64) {
-            return Err(LossError::IndexOutOfRange {
-                arg: "y_true".into(),
-                index: y,
-                position,
-                valid: match ignore {
-                    Some(i) => format!("0 <= id < {classes} or == ignore_class {i}"),
-                    None => format!("0 <= id < {classes}"),
-                },
-            });
-        }
+    // branch-free test, vectorised (an early-exit loop stays scalar)
+    let (c, skips, skip) = (classes as i64, ignore.is_some(), ignore.unwrap_or(0));
+    let valid = move |y: i64| (skips & (y == skip)) | ((y >= 0) & (y < c));
+    if let Some(position) = crate::kernels::scan::first_failing(labels, valid) {
+        return Err(LossError::IndexOutOfRange {
+            arg: "y_true".into(),
+            index: labels[position],
+            position,
+            valid: match ignore {
+                Some(i) => format!("0 <= id < {classes} or == ignore_class {i}"),
+                None => format!("0 <= id < {classes}"),
+            },
+        });
     }
     let mask: Option<Vec<bool>> = ignore.map(|i| labels.iter().map(|&y| y != i).collect());
     let from_logits = options.from_logits;

@@ -13,7 +13,7 @@ use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::simd::dispatch;
-use crate::kernels::sum::{block_sum, par_units, tree, Every, SplitOut, BLOCK, CHUNK};
+use crate::kernels::sum::{block_sums, par_units, run_block_sums, tree, Every, SplitOut, BLOCK, CHUNK, RUN};
 use crate::reduction::Reduction;
 use crate::tensor::{numel, Tensor, View};
 
@@ -76,7 +76,7 @@ pub(crate) fn last_axis_loss<T: Float>(
                         short_rows(yt, yp, d, r0, r1, scale, divisor, cots, vals, &mut grad, term);
                         return 0.0;
                     }
-                    let mut scratch = [T::zero(); BLOCK];
+                    let mut scratch = [T::zero(); RUN * BLOCK];
                     let mut parts = vec![0.0f64; d.div_ceil(BLOCK)];
                     for (k, r) in (r0..r1).enumerate() {
                         let mut g_row = grad.split_front(d);
@@ -84,7 +84,8 @@ pub(crate) fn last_axis_loss<T: Float>(
                         let mut nb = 0;
                         let mut s = r * d;
                         while s < (r + 1) * d {
-                            let len = BLOCK.min((r + 1) * d - s);
+                            // a run of blocks, summed side by side
+                            let len = (RUN * BLOCK).min((r + 1) * d - s);
                             let (ts, ps) = (&yt[s..s + len], &yp[s..s + len]);
                             let v = &mut scratch[..len];
                             match (c, g_row.split_front(len)) {
@@ -103,8 +104,9 @@ pub(crate) fn last_axis_loss<T: Float>(
                                     }
                                 }
                             }
-                            parts[nb] = block_sum(v);
-                            nb += 1;
+                            let blocks = len.div_ceil(BLOCK);
+                            run_block_sums(v, &mut parts[nb..nb + blocks]);
+                            nb += blocks;
                             s += len;
                         }
                         vals[k] = T::from_acc(tree(&parts[..nb]) / divisor);
@@ -173,8 +175,14 @@ fn short_rows<T: Float>(
                 }
             }
         }
-        for k in 0..rows {
-            vals[r - r0 + k] = T::from_acc(block_sum(&v[k * d..(k + 1) * d]) / divisor);
+        // the row sums, four rows side by side
+        let mut sums = [0.0f64; 64];
+        for k0 in (0..rows).step_by(sums.len()) {
+            let m = sums.len().min(rows - k0);
+            block_sums(&v[k0 * d..(k0 + m) * d], d, &mut sums[..m]);
+            for (val, s) in vals[r - r0 + k0..r - r0 + k0 + m].iter_mut().zip(&sums) {
+                *val = T::from_acc(s / divisor);
+            }
         }
         r += rows;
     }

@@ -16,7 +16,7 @@
 use crate::float::Float;
 use crate::kernels::axis::row_max;
 use crate::kernels::simd::prefetch;
-use crate::kernels::sum::{block_sum, block_sums, tree, BLOCK};
+use crate::kernels::sum::{block_sums, run_block_sums, tree, BLOCK, RUN};
 
 /// Elements of a group of short rows: the group's exponentials (16 KiB of `f32`) stay in the
 /// first-level cache between the pass that writes them and the one that reads them.
@@ -102,7 +102,7 @@ pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T]) {
 /// [`GROUP`]).
 ///
 /// Rows of at most [`BLOCK`] elements are one tile (`rows * len <= GROUP`): `map` runs once over
-/// the whole group, across row boundaries. Longer rows are tiled by blocks.
+/// the whole group, across row boundaries. Longer rows are tiled by runs of [`RUN`] blocks.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn fill_sums<T: Float>(
@@ -137,19 +137,21 @@ pub fn fill_sums<T: Float>(
     for (k, sum) in sums[..rows].iter_mut().enumerate() {
         parts.clear();
         filled_parts.clear();
+        // tiles of a run of blocks, whose block sums are computed side by side
         let mut c0 = 0;
         while c0 < len {
-            let l = BLOCK.min(len - c0);
+            let l = (RUN * BLOCK).min(len - c0);
+            let blocks = l.div_ceil(BLOCK);
             let v = match dest.as_deref_mut() {
                 Some(d) => &mut d[k * len + c0..k * len + c0 + l],
                 None => &mut tile[..l],
             };
             fill(k, c0, v);
             if filled.is_some() {
-                filled_parts.push(block_sum(v));
+                push_block_sums(filled_parts, v, blocks);
             }
             map(k, c0, v);
-            parts.push(block_sum(v));
+            push_block_sums(parts, v, blocks);
             c0 += l;
         }
         *sum = tree(parts);
@@ -157,6 +159,14 @@ pub fn fill_sums<T: Float>(
             f[k] = tree(filled_parts);
         }
     }
+}
+
+/// Appends the `blocks` block sums of the run `v` to `parts`.
+#[inline(always)]
+fn push_block_sums<T: Float>(parts: &mut Vec<f64>, v: &[T], blocks: usize) {
+    let at = parts.len();
+    parts.resize(at + blocks, 0.0);
+    run_block_sums(v, &mut parts[at..]);
 }
 
 /// [`fill_sums`] of values that need no transformation.

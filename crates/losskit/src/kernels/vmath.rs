@@ -12,7 +12,9 @@
 //!   and `e ln 2` added in two parts; subnormal inputs are first scaled by `2^23`.
 //! - `ln_1p`: `ln(u) - ((u - 1) - x) / u` with `u = 1 + x`: the correction restores what the
 //!   rounding of `u` lost, so tiny `x` keeps full relative accuracy. `ln_1p_unit` (softplus'
-//!   `ln(1 + e^-|z|)`, argument in `[0, 1]`) needs neither the exponent split nor the division.
+//!   `ln(1 + e^-|z|)`, argument in `[0, 1]`) needs neither the exponent split nor the division;
+//!   `ln_1m_unit` (`ln(1 - p)` of a probability) needs no division either: its reductions are
+//!   exact.
 //!
 //! Polynomials are evaluated with fused multiply-adds in Estrin's scheme: the loops these
 //! functions sit in are bound by the latency of their dependency chains, which FMA and the
@@ -35,6 +37,9 @@ pub trait VMath: Copy {
     /// `ln(1 + x)` for `x` in `[0, 1]` only (NaN stays NaN): cheaper than
     /// [`vln_1p`](Self::vln_1p) for softplus-like terms `ln(1 + e^-|z|)`.
     fn vln_1p_unit(self) -> Self;
+    /// `ln(1 - x)` for `x` in `[0, 1]` only (NaN stays NaN; `1` gives `-inf`): the `log(1 - p)`
+    /// of a probability, cheaper than `(-x).vln_1p()`.
+    fn vln_1m_unit(self) -> Self;
 }
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -156,6 +161,46 @@ fn ln_1p_unit_f32(x: f32) -> f32 {
     ln_reduced(f, if big { 1.0 } else { 0.0 })
 }
 
+/// `ln(1 - x)` for `x` in `[0, 1]`, without the division of [`ln_1p_f32`]'s correction: every
+/// case reduces to an exact `f` for [`ln_reduced`].
+/// - `x <= 1 - sqrt(1/2)`: `1 - x = 1 + f` with `f = -x`;
+/// - `x < 1/2`: `1 - x = (1 + f) / 2` with `f = 1 - 2x`, exact by Sterbenz' lemma (`2x` lies
+///   in `[1/2, 1)`);
+/// - from `1/2`: `u = 1 - x` is itself exact (Sterbenz again), and split as in [`ln_f32`]
+///   (never subnormal: at least `2^-24` unless 0).
+#[inline(always)]
+fn ln_1m_unit_f32(x: f32) -> f32 {
+    let u = 1.0 - x;
+    let bits = u.to_bits();
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e_u = ((bits >> 23) & 0xff) as i32 - 127 + big as i32;
+    let small = x <= 1.0 - std::f32::consts::FRAC_1_SQRT_2;
+    let mid = x < 0.5;
+    let f = if small {
+        -x
+    } else if mid {
+        fma(-2.0, x, 1.0)
+    } else {
+        m - 1.0
+    };
+    let e = if small {
+        0.0
+    } else if mid {
+        -1.0
+    } else {
+        e_u as f32
+    };
+    let v = ln_reduced(f, e);
+    let v = if x == 1.0 { f32::NEG_INFINITY } else { v };
+    if x.is_nan() {
+        x
+    } else {
+        v
+    }
+}
+
 impl VMath for f32 {
     #[inline(always)]
     fn vexp(self) -> f32 {
@@ -172,6 +217,10 @@ impl VMath for f32 {
     #[inline(always)]
     fn vln_1p_unit(self) -> f32 {
         ln_1p_unit_f32(self)
+    }
+    #[inline(always)]
+    fn vln_1m_unit(self) -> f32 {
+        ln_1m_unit_f32(self)
     }
 }
 
@@ -191,6 +240,10 @@ impl VMath for f64 {
     #[inline(always)]
     fn vln_1p_unit(self) -> f64 {
         self.ln_1p()
+    }
+    #[inline(always)]
+    fn vln_1m_unit(self) -> f64 {
+        (-self).ln_1p()
     }
 }
 
@@ -271,6 +324,27 @@ mod tests {
         assert_eq!(f32::from_bits(1).vln_1p_unit(), f32::from_bits(1));
         assert!(f32::NAN.vln_1p_unit().is_nan());
         assert_eq!(1.0f64.vln_1p_unit(), std::f64::consts::LN_2);
+    }
+
+    #[test]
+    fn ln_1m_unit_is_within_one_ulp_on_its_domain() {
+        // every 61st f32 in [0, 1], all three reductions (the reference: 1 - x is exact in f64)
+        let w = worst(f32::vln_1m_unit, |x| (-x).ln_1p(), 0.0, 1.0, 61);
+        assert!(w.0 <= 1, "ln_1m_unit: {} ulp at {:e}", w.0, w.1);
+        // at the case boundaries and the ends
+        let edges = [1.0 - std::f32::consts::FRAC_1_SQRT_2, 0.5, 1.0 - f32::EPSILON / 2.0, 0.25];
+        for x in
+            edges.into_iter().flat_map(|e| [-1i32, 0, 1].map(|d| f32::from_bits(e.to_bits().wrapping_add_signed(d))))
+        {
+            let want = (-(x as f64)).ln_1p() as f32;
+            assert!(ulps(x.vln_1m_unit(), want) <= 1, "ln_1m_unit({x:e})");
+        }
+        assert_eq!(0.0f32.vln_1m_unit(), 0.0);
+        assert_eq!(1e-30f32.vln_1m_unit(), -1e-30);
+        assert_eq!(f32::from_bits(1).vln_1m_unit(), -f32::from_bits(1));
+        assert_eq!(1.0f32.vln_1m_unit(), f32::NEG_INFINITY);
+        assert!(f32::NAN.vln_1m_unit().is_nan());
+        assert_eq!(0.5f64.vln_1m_unit(), -std::f64::consts::LN_2);
     }
 
     #[test]
