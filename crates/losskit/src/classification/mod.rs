@@ -103,8 +103,8 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
     /// [`run`](Self::run) for a loss defined on a domain: `in_domain(x_i, y_i)` is tested in the
     /// same pass (a separate validation scan read both inputs once more: a quarter of
     /// `binary_cross_entropy`'s time), and when an element fails, `explain` (which scans for
-    /// the first failure and names it) gives the error. Gradients written before the failure
-    /// are left in the caller's buffers.
+    /// the first failure and names it) gives the error. The pass runs to its end either way:
+    /// on that error, the caller's gradient buffers hold its values.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_in_domain(
         self,
