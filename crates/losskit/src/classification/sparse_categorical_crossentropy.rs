@@ -2,6 +2,7 @@
 //! (`keras.losses.SparseCategoricalCrossentropy`).
 
 use super::keras_index_xent_rows;
+use super::targets::first_bad_class;
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, KERAS_REDUCTION, KERAS_SAMPLE_WEIGHT};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
@@ -213,10 +214,7 @@ fn run<T: Float>(
     let classes = shape[last];
     let labels = y_true.data();
     let ignore = options.ignore_class;
-    // branch-free test, vectorised (an early-exit loop stays scalar)
-    let (c, skips, skip) = (classes as i64, ignore.is_some(), ignore.unwrap_or(0));
-    let valid = move |y: i64| (skips & (y == skip)) | ((y >= 0) & (y < c));
-    if let Some(position) = crate::kernels::scan::first_failing(labels, valid) {
+    if let Some(position) = first_bad_class(labels, classes, ignore) {
         return Err(LossError::IndexOutOfRange {
             arg: "y_true".into(),
             index: labels[position],

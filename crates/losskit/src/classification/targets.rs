@@ -45,6 +45,15 @@ impl ClassRows {
     }
 }
 
+/// The position of the first class id outside `[0, classes)` that is not `ignore`, if any.
+///
+/// A branch-free test, vectorised ([`first_failing`](crate::kernels::scan::first_failing)): an
+/// early-exit loop stays scalar, and took a tenth of nll's time.
+pub(crate) fn first_bad_class(ids: &[i64], classes: usize, ignore: Option<i64>) -> Option<usize> {
+    let (c, skips, skip) = (classes as i64, ignore.is_some(), ignore.unwrap_or(0));
+    crate::kernels::scan::first_failing(ids, move |t: i64| (skips & (t == skip)) | ((t >= 0) & (t < c)))
+}
+
 /// The per-class weight as a slice, checked to have shape `(C)` exactly.
 pub(crate) fn class_weight<'w, T: Float>(weight: Option<&'w View<'_, T>>, classes: usize) -> Result<Option<&'w [T]>> {
     match weight {
@@ -102,10 +111,7 @@ impl<'a, T: Float> IndexTargets<'a, T> {
         let classes = rows.classes();
         let weight = class_weight(weight, classes)?;
         let targets = target.data();
-        // branch-free test, vectorised (an early-exit loop stays scalar: a tenth of nll's time)
-        let c = classes as i64;
-        let valid = move |t: i64| (t == ignore_index) | ((t >= 0) & (t < c));
-        if let Some(position) = crate::kernels::scan::first_failing(targets, valid) {
+        if let Some(position) = first_bad_class(targets, classes, Some(ignore_index)) {
             return Err(LossError::IndexOutOfRange {
                 arg: "target".into(),
                 index: targets[position],

@@ -231,12 +231,16 @@ pub fn sum_zip<A: Copy, B: Copy>(a: &[A], b: &[B], f: impl Fn(A, B) -> f64) -> f
 /// did not vectorise.
 #[inline(always)]
 fn sum_dispatched_blocks(n: usize, block: impl Fn(usize, usize) -> f64) -> f64 {
-    sum_blocks(n, |s, e| {
-        crate::kernels::simd::dispatch(
-            #[inline(always)]
-            || block(s, e),
-        )
-    })
+    sum_blocks(n, |s, e| dispatched_block(&block, s, e))
+}
+
+/// `block(s, e)`, [`dispatch`](crate::kernels::simd::dispatch)ed on its own.
+#[inline(always)]
+fn dispatched_block(block: &impl Fn(usize, usize) -> f64, s: usize, e: usize) -> f64 {
+    crate::kernels::simd::dispatch(
+        #[inline(always)]
+        || block(s, e),
+    )
 }
 
 /// [`sum_zip`] over one slice: [`sum_by`] of `f(a[i])`, the same bits.
@@ -294,19 +298,20 @@ pub fn sum_by(n: usize, f: impl Fn(usize) -> f64) -> f64 {
 /// was not inlined into the dispatched caller and ran at the baseline instruction set (a sum
 /// of 4096 gathered values took a tenth of `nll`'s time).
 pub fn par_sum_by(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
-    if n <= BLOCK {
-        return dispatched_block_sum_by(0, n, &f);
-    }
-    par_chunks(n, (), |start, end, ()| chunk_blocks(start, end, |b, e| dispatched_block_sum_by(b, e, &f)))
+    par_dispatched_blocks(
+        n,
+        #[inline(always)]
+        |b, e| block_sum_by(e - b, |i| f(b + i)),
+    )
 }
 
-/// [`block_sum_by`] of `f(i)` for `i` in `b..e`, dispatched on its own.
+/// [`sum_dispatched_blocks`] with the chunks split over the current rayon pool.
 #[inline(always)]
-fn dispatched_block_sum_by(b: usize, e: usize, f: &impl Fn(usize) -> f64) -> f64 {
-    crate::kernels::simd::dispatch(
-        #[inline(always)]
-        || block_sum_by(e - b, |i| f(b + i)),
-    )
+fn par_dispatched_blocks(n: usize, block: impl Fn(usize, usize) -> f64 + Sync) -> f64 {
+    if n <= BLOCK {
+        return dispatched_block(&block, 0, n);
+    }
+    par_chunks(n, (), |start, end, ()| chunk_blocks(start, end, |s, e| dispatched_block(&block, s, e)))
 }
 
 /// True when work over `n` elements should be split over threads.

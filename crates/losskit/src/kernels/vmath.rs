@@ -113,19 +113,24 @@ fn ln_reduced(f: f32, ef: f32) -> f32 {
     fma(ef, LN2_HI, f + y)
 }
 
+/// A normal positive `u = 2^e m` split for [`ln_reduced`]: `m` in `[sqrt(1/2), sqrt(2))`, so
+/// that `f = m - 1` is small and exact. Returns `(f, e)`.
+#[inline(always)]
+fn split_exponent(u: f32) -> (f32, i32) {
+    let bits = u.to_bits();
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    (m - 1.0, ((bits >> 23) & 0xff) as i32 - 127 + big as i32)
+}
+
 #[inline(always)]
 fn ln_f32(x: f32) -> f32 {
     // subnormals: scale into the normal range first
     let sub = x < f32::MIN_POSITIVE;
     let xs = if sub { x * 8_388_608.0 } else { x };
-    let bits = xs.to_bits();
-    let mut e = ((bits >> 23) & 0xff) as i32 - 127 - if sub { 23 } else { 0 };
-    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    // m in [sqrt(1/2), sqrt(2)): f = m - 1 is small and exact
-    let big = m > std::f32::consts::SQRT_2;
-    m = if big { m * 0.5 } else { m };
-    e += big as i32;
-    let v = ln_reduced(m - 1.0, e as f32);
+    let (f, e) = split_exponent(xs);
+    let v = ln_reduced(f, (e - if sub { 23 } else { 0 }) as f32);
     let v = if x == f32::INFINITY { x } else { v };
     let v = if x == 0.0 { f32::NEG_INFINITY } else { v };
     // negative inputs and NaN
@@ -170,12 +175,7 @@ fn ln_1p_unit_f32(x: f32) -> f32 {
 ///   (never subnormal: at least `2^-24` unless 0).
 #[inline(always)]
 fn ln_1m_unit_f32(x: f32) -> f32 {
-    let u = 1.0 - x;
-    let bits = u.to_bits();
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    let big = m > std::f32::consts::SQRT_2;
-    let m = if big { m * 0.5 } else { m };
-    let e_u = ((bits >> 23) & 0xff) as i32 - 127 + big as i32;
+    let (f_u, e_u) = split_exponent(1.0 - x);
     let small = x <= 1.0 - std::f32::consts::FRAC_1_SQRT_2;
     let mid = x < 0.5;
     let f = if small {
@@ -183,7 +183,7 @@ fn ln_1m_unit_f32(x: f32) -> f32 {
     } else if mid {
         fma(-2.0, x, 1.0)
     } else {
-        m - 1.0
+        f_u
     };
     let e = if small {
         0.0
