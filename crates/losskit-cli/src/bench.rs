@@ -942,7 +942,7 @@ pub fn run(a: &BenchArgs) -> Result<String, String> {
             };
             let e = catalog::lookup(id).map_err(|e| e.to_string())?;
             let picked: Vec<&'static Def> =
-                DEFS.iter().filter(|d| d.id == e.spec.id && variant.map_or(true, |v| d.variant == v)).collect();
+                DEFS.iter().filter(|d| d.id == e.spec.id && variant.is_none_or(|v| d.variant == v)).collect();
             if picked.is_empty() {
                 let known: Vec<String> = DEFS.iter().filter(|d| d.id == e.spec.id).map(Def::name).collect();
                 return Err(match known.is_empty() {

@@ -32,7 +32,7 @@ fn parse(bytes: &[u8]) -> Result<ArrayArg, String> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape too large")?;
     // an empty array holds no data that bounds its other axes; losses size outputs from them
     let extent = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d));
-    if !extent.is_some_and(|e| e <= losskit::MAX_ELEMENTS) {
+    if extent.is_none_or(|e| e > losskit::MAX_ELEMENTS) {
         return Err(format!(
             "shape {shape:?} spans more than {} elements along its non-empty axes",
             losskit::MAX_ELEMENTS

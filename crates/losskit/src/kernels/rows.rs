@@ -241,12 +241,10 @@ pub fn shifted<'a, T: Float>(x: &'a [T], len: usize, max: &'a [T]) -> impl Fn(us
     }
 }
 
-/// `e_c = exp(v_c)` over a tile.
+/// `e_c = exp(v_c)` over a tile ([`vexp_in_place`](crate::kernels::vmath::VMath::vexp_in_place)).
 #[inline(always)]
 pub fn exp_in_place<T: Float>(v: &mut [T]) {
-    for e in v.iter_mut() {
-        *e = e.vexp();
-    }
+    T::vexp_in_place(v);
 }
 
 /// [`exp_in_place`] that also [`prefetch`]es, from each stream of `ahead`, the `v.len()`
@@ -255,22 +253,19 @@ pub fn exp_in_place<T: Float>(v: &mut [T]) {
 /// not queue up behind each other.
 #[inline(always)]
 pub fn exp_in_place_fetching<T: Float>(v: &mut [T], ahead: &[*const T], at: usize) {
-    const STEP: usize = 16;
+    // four AVX-512 vectors of f32 a piece
+    const STEP: usize = 64;
     let line = (64 / std::mem::size_of::<T>()).max(1);
-    let mut pieces = v.chunks_exact_mut(STEP);
-    for (i, piece) in (&mut pieces).enumerate() {
+    for (i, piece) in v.chunks_mut(STEP).enumerate() {
         for &p in ahead {
             let mut e = at + i * STEP;
-            while e < at + (i + 1) * STEP {
+            while e < at + i * STEP + piece.len() {
                 prefetch(p.wrapping_add(e));
                 e += line;
             }
         }
-        if let Ok(piece) = <&mut [T; STEP]>::try_from(piece) {
-            exp_in_place(piece);
-        }
+        exp_in_place(piece);
     }
-    exp_in_place(pieces.into_remainder());
 }
 
 /// `ln S` of a sum of exponentials `S` (at least 1: the maximum's term is `exp(0)`), in `T`.

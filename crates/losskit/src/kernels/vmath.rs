@@ -40,6 +40,14 @@ pub trait VMath: Copy {
     /// `ln(1 - x)` for `x` in `[0, 1]` only (NaN stays NaN; `1` gives `-inf`): the `log(1 - p)`
     /// of a probability, cheaper than `(-x).vln_1p()`.
     fn vln_1m_unit(self) -> Self;
+    /// `e^v` of every element of `v`, in place: the bits of [`vexp`](Self::vexp), computed the
+    /// fastest way this CPU allows (a softmax row's exponentials).
+    #[inline(always)]
+    fn vexp_in_place(v: &mut [Self]) {
+        for e in v.iter_mut() {
+            *e = e.vexp();
+        }
+    }
 }
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -201,10 +209,80 @@ fn ln_1m_unit_f32(x: f32) -> f32 {
     }
 }
 
+/// [`exp_f32`] on sixteen lanes with AVX-512's `vscalefps`, which multiplies by `2^k` with
+/// one rounding, overflow to infinity and gradual underflow in one instruction: about half the
+/// operations of the portable code, whose two exponent-field factors and range selects it
+/// replaces. The reduction and the polynomial are [`exp_f32`]'s, operation for operation, so
+/// the results have the same bits (checked in the tests).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{EXP_MAX, EXP_MIN, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use core::arch::x86_64::*;
+
+    /// Arguments are clamped to `[CLAMP_LO, CLAMP_HI]`, a little wider than
+    /// `[EXP_MIN, EXP_MAX]`: beyond those bounds `vscalefps` already gives 0 (below half the
+    /// smallest subnormal) or infinity, so no select is needed, and inside them the
+    /// computation is [`exp_f32`](super::exp_f32)'s.
+    const CLAMP_LO: f32 = -110.0;
+    const CLAMP_HI: f32 = 100.0;
+    const _: () = assert!(CLAMP_LO < EXP_MIN && CLAMP_HI > EXP_MAX);
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp16(x: __m512) -> __m512 {
+        let c = _mm512_set1_ps;
+        // `vmaxps`/`vminps` return their second operand when either is NaN: NaN goes through
+        let xc = _mm512_min_ps(c(CLAMP_HI), _mm512_max_ps(c(CLAMP_LO), x));
+        let shifted = _mm512_fmadd_ps(xc, c(LOG2_E), c(ROUNDER));
+        let kf = _mm512_sub_ps(shifted, c(ROUNDER));
+        let r = _mm512_fmadd_ps(kf, c(-LN2_HI), xc);
+        let r = _mm512_fmadd_ps(kf, c(-LN2_LO), r);
+        let r2 = _mm512_mul_ps(r, r);
+        let q01 = _mm512_fmadd_ps(c(1.666_666_5e-1), r, c(0.5));
+        let q23 = _mm512_fmadd_ps(c(8.333_452e-3), r, c(4.166_579_6e-2));
+        let q45 = _mm512_fmadd_ps(c(1.987_569_1e-4), r, c(1.398_199_9e-3));
+        let q = _mm512_fmadd_ps(_mm512_fmadd_ps(q45, r2, q23), r2, q01);
+        let y = _mm512_add_ps(_mm512_fmadd_ps(q, r2, r), c(1.0));
+        _mm512_scalef_ps(y, kf)
+    }
+
+    /// `v[i] = exp_f32(v[i])` for every element, sixteen at a time; the last `< 16` through
+    /// masked loads and stores.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn exp_in_place(v: &mut [f32]) {
+        let mut pieces = v.chunks_exact_mut(16);
+        for p in &mut pieces {
+            let p = p.as_mut_ptr();
+            // SAFETY: `p` points to 16 `f32`s of the slice, read then written.
+            unsafe { _mm512_storeu_ps(p, exp16(_mm512_loadu_ps(p))) };
+        }
+        let rest = pieces.into_remainder();
+        if !rest.is_empty() {
+            let mask: __mmask16 = (1u16 << rest.len()) - 1;
+            let p = rest.as_mut_ptr();
+            // SAFETY: the mask selects the `rest.len() < 16` lanes that lie in the slice; masked
+            // lanes are neither read nor written (and cannot fault).
+            unsafe { _mm512_mask_storeu_ps(p, mask, exp16(_mm512_maskz_loadu_ps(mask, p))) };
+        }
+    }
+}
+
 impl VMath for f32 {
     #[inline(always)]
     fn vexp(self) -> f32 {
         exp_f32(self)
+    }
+    #[inline(always)]
+    fn vexp_in_place(v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, the only feature the function enables.
+            unsafe { avx512::exp_in_place(v) };
+            return;
+        }
+        for e in v.iter_mut() {
+            *e = exp_f32(*e);
+        }
     }
     #[inline(always)]
     fn vln(self) -> f32 {
@@ -345,6 +423,45 @@ mod tests {
         assert_eq!(1.0f32.vln_1m_unit(), f32::NEG_INFINITY);
         assert!(f32::NAN.vln_1m_unit().is_nan());
         assert_eq!(0.5f64.vln_1m_unit(), -std::f64::consts::LN_2);
+    }
+
+    #[test]
+    fn exp_in_place_has_the_bits_of_exp() {
+        // every 211th f32 of both signs up to 128 in magnitude (beyond both clamps), every f32
+        // within 4096 ulps of the ends of exp's range, and the specials; slices of odd lengths,
+        // so that the masked tail of the AVX-512 path runs too (on a CPU that has it)
+        let mut xs: Vec<f32> =
+            (0..=128f32.to_bits()).step_by(211).flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)]).collect();
+        for edge in [EXP_MIN, EXP_MAX, -87.336_55, -103.278_9] {
+            xs.extend((-4096i32..=4096).map(|d| f32::from_bits(edge.to_bits().wrapping_add_signed(d))));
+        }
+        xs.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MAX,
+            f32::MIN,
+            0.0,
+            -0.0,
+            200.0,
+            -200.0,
+        ]);
+        for len in [1usize, 15, 16, 17, 1000, 4099] {
+            // all the values in slices of 1000, the first 100000 in the other lengths
+            let xs = if len == 1000 { &xs[..] } else { &xs[..100_000] };
+            for chunk in xs.chunks(len) {
+                let mut v = chunk.to_vec();
+                f32::vexp_in_place(&mut v);
+                for (&x, &e) in chunk.iter().zip(&v) {
+                    let want = x.vexp();
+                    assert!(
+                        e.to_bits() == want.to_bits() || e.is_nan() && want.is_nan(),
+                        "exp({x:e}): {e:e} vs {want:e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
