@@ -533,6 +533,40 @@ mod tests {
     }
 
     #[test]
+    fn a_nan_logit_makes_its_whole_row_nan_and_no_other() {
+        // the row maxima skip NaN: the NaN reaches the results through the row's sum of
+        // exponentials, in every kernel, short rows and long, f32 and f64
+        use crate::kernels::axis::log_softmax_rows_into;
+        use crate::kernels::xent::{index_xent_rows, prob_xent_rows};
+        fn check<T: Float>(len: usize) {
+            let rows = 3;
+            let mut x: Vec<T> = (0..rows * len).map(|i| T::of(((i * 13) % 17) as f64 / 4.0 - 2.0)).collect();
+            x[len + len / 2] = T::nan();
+            let y: Vec<T> = vec![T::of(1.0 / len as f64); rows * len];
+            let nan_row = |v: &[T], r: usize| v[r * len..(r + 1) * len].iter().all(|e| e.is_nan());
+            let finite_row = |v: &[T], r: usize| v[r * len..(r + 1) * len].iter().all(|e| e.is_finite());
+            let mut work = Workspace::default();
+            let (mut v, mut g, mut gy) =
+                (vec![T::zero(); rows], vec![T::zero(); rows * len], vec![T::zero(); rows * len]);
+            index_xent_rows(&x, len, |k| Some(k % len), None, None, |_| T::one(), Some(&mut g), &mut v, &mut work);
+            assert!(v[1].is_nan() && nan_row(&g, 1) && v[0].is_finite() && finite_row(&g, 2), "index len {len}");
+            prob_xent_rows(&x, &y, len, None, None, |_| T::one(), Some(&mut g), Some(&mut gy), &mut v, &mut work);
+            assert!(v[1].is_nan() && nan_row(&g, 1) && nan_row(&gy, 1), "probabilities len {len}");
+            assert!(v[2].is_finite() && finite_row(&g, 0) && finite_row(&gy, 2), "probabilities len {len}");
+            let mut out = vec![T::zero(); rows * len];
+            log_softmax_rows_into(&x, len, &mut out, Some((None, T::one(), &mut g)), &mut work);
+            assert!(
+                nan_row(&out, 1) && nan_row(&g, 1) && finite_row(&out, 0) && finite_row(&g, 2),
+                "log_softmax {len}"
+            );
+        }
+        for len in [1usize, 2, 32, BLOCK + 5, 3 * BLOCK] {
+            check::<f32>(len);
+            check::<f64>(len);
+        }
+    }
+
+    #[test]
     fn f32_groups_match_single_rows() {
         // the f32 kernels (vectorised exp and ln) give each row the same bits in any grouping,
         // and stay within f32 accuracy of the f64 result
