@@ -16,6 +16,10 @@
 //!   `ln_1m_unit` (`ln(1 - p)` of a probability) needs no division either: its reductions are
 //!   exact.
 //!
+//! Where the CPU has AVX-512, whole slices of exponentials ([`VMath::vexp_in_place`], the
+//! softmax kernels' tiles) apply `2^k` with `vscalefps`, which also handles overflow and gradual
+//! underflow: the same reduction and polynomial, so the same bits, in about half the operations.
+//!
 //! Polynomials are evaluated with fused multiply-adds in Estrin's scheme: the loops these
 //! functions sit in are bound by the latency of their dependency chains, which FMA and the
 //! shallower tree both shorten.
@@ -57,6 +61,9 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// Above this, `e^x` overflows; below `EXP_MIN` it rounds to zero.
 const EXP_MAX: f32 = 88.722_84;
 const EXP_MIN: f32 = -103.972_08;
+/// `e^r = 1 + r + r^2 q(r)` on `|r| <= ln 2 / 2`: the coefficients of the minimax `q`, from
+/// degree 0 up (shared by [`exp_f32`] and its AVX-512 form, which must have the same bits).
+const EXP_Q: [f32; 6] = [0.5, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4];
 /// Adding and subtracting `1.5 * 2^23` rounds an `f32` of magnitude below `2^22` to an integer
 /// (to nearest, ties to even).
 const ROUNDER: f32 = 12_582_912.0;
@@ -83,9 +90,9 @@ fn exp_f32(x: f32) -> f32 {
     let r = fma(kf, -LN2_LO, fma(kf, -LN2_HI, xc));
     // e^r = 1 + r + r^2 q(r); q by Estrin's scheme (three dependent steps instead of six)
     let r2 = r * r;
-    let q01 = fma(1.666_666_5e-1, r, 0.5);
-    let q23 = fma(8.333_452e-3, r, 4.166_579_6e-2);
-    let q45 = fma(1.987_569_1e-4, r, 1.398_199_9e-3);
+    let q01 = fma(EXP_Q[1], r, EXP_Q[0]);
+    let q23 = fma(EXP_Q[3], r, EXP_Q[2]);
+    let q45 = fma(EXP_Q[5], r, EXP_Q[4]);
     let q = fma(fma(q45, r2, q23), r2, q01);
     let y = fma(q, r2, r) + 1.0;
     // 2^k as two factors: k goes down to -150 where a single exponent field cannot
@@ -216,7 +223,7 @@ fn ln_1m_unit_f32(x: f32) -> f32 {
 /// the results have the same bits (checked in the tests).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{EXP_MAX, EXP_MIN, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use super::{EXP_MAX, EXP_MIN, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
     use core::arch::x86_64::*;
 
     /// Arguments are clamped to `[CLAMP_LO, CLAMP_HI]`, a little wider than
@@ -238,9 +245,9 @@ mod avx512 {
         let r = _mm512_fmadd_ps(kf, c(-LN2_HI), xc);
         let r = _mm512_fmadd_ps(kf, c(-LN2_LO), r);
         let r2 = _mm512_mul_ps(r, r);
-        let q01 = _mm512_fmadd_ps(c(1.666_666_5e-1), r, c(0.5));
-        let q23 = _mm512_fmadd_ps(c(8.333_452e-3), r, c(4.166_579_6e-2));
-        let q45 = _mm512_fmadd_ps(c(1.987_569_1e-4), r, c(1.398_199_9e-3));
+        let q01 = _mm512_fmadd_ps(c(EXP_Q[1]), r, c(EXP_Q[0]));
+        let q23 = _mm512_fmadd_ps(c(EXP_Q[3]), r, c(EXP_Q[2]));
+        let q45 = _mm512_fmadd_ps(c(EXP_Q[5]), r, c(EXP_Q[4]));
         let q = _mm512_fmadd_ps(_mm512_fmadd_ps(q45, r2, q23), r2, q01);
         let y = _mm512_add_ps(_mm512_fmadd_ps(q, r2, r), c(1.0));
         _mm512_scalef_ps(y, kf)
