@@ -101,10 +101,13 @@ fn exp_f32(x: f32) -> f32 {
     let k = shifted.to_bits() as i32 - 0x4b40_0000;
     let k1 = k >> 1;
     let v = y * pow2i(k1) * pow2i(k - k1);
+    // a NaN `x` needs no select of its own: `clamp` keeps it (as documented), so `y` and `v`
+    // are NaN, and both comparisons below are false. A select back to `x` would also let the
+    // compiler turn an in-place loop's store into a masked store (`vmaskmovps`), which is
+    // microcoded and slow on AVX2 CPUs
     let v = if x > EXP_MAX { f32::INFINITY } else { v };
-    let v = if x < EXP_MIN { 0.0 } else { v };
-    if x.is_nan() {
-        x
+    if x < EXP_MIN {
+        0.0
     } else {
         v
     }
