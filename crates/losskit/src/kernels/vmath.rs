@@ -61,6 +61,14 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// Above this, `e^x` overflows; below `EXP_MIN` it rounds to zero.
 const EXP_MAX: f32 = 88.722_84;
 const EXP_MIN: f32 = -103.972_08;
+/// `exp` clamps its argument to `[EXP_CLAMP_LO, EXP_CLAMP_HI]`, a little wider than
+/// `[EXP_MIN, EXP_MAX]`: at and beyond those bounds the computation itself gives 0 (below half
+/// the smallest subnormal: `k <= -150` and `y < 1`, or `k < -150`) or infinity (`y 2^k` with
+/// `k >= 128`, `y >= 1`, or `k > 128`), so no select is needed, while `k` stays within what the
+/// two exponent-field factors of `2^k` can hold.
+const EXP_CLAMP_LO: f32 = -110.0;
+const EXP_CLAMP_HI: f32 = 100.0;
+const _: () = assert!(EXP_CLAMP_LO < EXP_MIN && EXP_CLAMP_HI > EXP_MAX);
 /// `e^r = 1 + r + r^2 q(r)` on `|r| <= ln 2 / 2`: the coefficients of the minimax `q`, from
 /// degree 0 up (shared by [`exp_f32`] and its AVX-512 form, which must have the same bits).
 const EXP_Q: [f32; 6] = [0.5, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4];
@@ -84,7 +92,10 @@ fn fma(a: f32, b: f32, c: f32) -> f32 {
 
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
-    let xc = x.clamp(EXP_MIN, EXP_MAX);
+    // a NaN `x` stays NaN (`clamp` keeps it, as documented), and so do `y` and the result: no
+    // select back to `x`, which would also let the compiler turn an in-place loop's store into
+    // a masked store (`vmaskmovps`), microcoded and slow on AVX2 CPUs
+    let xc = x.clamp(EXP_CLAMP_LO, EXP_CLAMP_HI);
     let shifted = fma(xc, LOG2_E, ROUNDER);
     let kf = shifted - ROUNDER;
     let r = fma(kf, -LN2_LO, fma(kf, -LN2_HI, xc));
@@ -100,17 +111,8 @@ fn exp_f32(x: f32) -> f32 {
     // the compiler leaves scalar
     let k = shifted.to_bits() as i32 - 0x4b40_0000;
     let k1 = k >> 1;
-    let v = y * pow2i(k1) * pow2i(k - k1);
-    // a NaN `x` needs no select of its own: `clamp` keeps it (as documented), so `y` and `v`
-    // are NaN, and both comparisons below are false. A select back to `x` would also let the
-    // compiler turn an in-place loop's store into a masked store (`vmaskmovps`), which is
-    // microcoded and slow on AVX2 CPUs
-    let v = if x > EXP_MAX { f32::INFINITY } else { v };
-    if x < EXP_MIN {
-        0.0
-    } else {
-        v
-    }
+    // (k in [-159, 144] after the clamp: both factors are normal)
+    y * pow2i(k1) * pow2i(k - k1)
 }
 
 /// `ln(1 + f) + e ln 2` for `f` in `[sqrt(1/2) - 1, sqrt(2) - 1]` (`f` exact) and an integer
@@ -226,16 +228,11 @@ fn ln_1m_unit_f32(x: f32) -> f32 {
 /// the results have the same bits (checked in the tests).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{EXP_MAX, EXP_MIN, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use super::{EXP_CLAMP_HI as CLAMP_HI, EXP_CLAMP_LO as CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
     use core::arch::x86_64::*;
 
-    /// Arguments are clamped to `[CLAMP_LO, CLAMP_HI]`, a little wider than
-    /// `[EXP_MIN, EXP_MAX]`: beyond those bounds `vscalefps` already gives 0 (below half the
-    /// smallest subnormal) or infinity, so no select is needed, and inside them the
-    /// computation is [`exp_f32`](super::exp_f32)'s.
-    const CLAMP_LO: f32 = -110.0;
-    const CLAMP_HI: f32 = 100.0;
-    const _: () = assert!(CLAMP_LO < EXP_MIN && CLAMP_HI > EXP_MAX);
+    // arguments are clamped as in [`exp_f32`](super::exp_f32), and beyond `[EXP_MIN, EXP_MAX]`
+    // `vscalefps` too gives 0 or infinity
 
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -481,6 +478,15 @@ mod tests {
         assert_eq!((-inf).vexp(), 0.0);
         assert_eq!(100.0f32.vexp(), inf);
         assert_eq!((-200.0f32).vexp(), 0.0);
+        // the clamp's bounds and beyond, and the last values before the bounds of the range
+        for x in [EXP_CLAMP_HI, f32::MAX, EXP_MAX.next_up(), 89.0] {
+            assert_eq!(x.vexp(), inf, "exp({x:e})");
+        }
+        for x in [EXP_CLAMP_LO, -f32::MAX, EXP_MIN.next_down(), -104.0] {
+            assert_eq!(x.vexp().to_bits(), 0, "exp({x:e})");
+        }
+        assert!(EXP_MAX.vexp().is_infinite() && EXP_MAX.next_down().vexp().is_finite());
+        assert_eq!(EXP_MIN.vexp(), f32::from_bits(1));
         assert!(nan.vexp().is_nan());
         assert_eq!(0.0f32.vexp(), 1.0);
         // the smallest subnormal: e^-103.2789 = 1.4e-45
