@@ -175,9 +175,13 @@ fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
     let (before, rest) = row.split_at(label);
     let (sy, after) = (rest[0], &rest[1..]);
     let (a, b) = (row_max(before), row_max(after));
-    let other = if b > a || b.is_nan() { b } else { a };
+    let other = if b > a { b } else { a };
     let shifted_y = sy.acc() + 1.0 - 1.0;
-    let m = if other.is_nan() || sy.is_nan() {
+    let finite = all_finite(before) && all_finite(after);
+    // `row_max` skips NaN; `jnp.max` propagates it. A NaN among the other classes (possible
+    // only when they are not all finite, the rare case) makes the maximum NaN
+    let nan_other = !finite && before.iter().chain(after).any(|v| v.is_nan());
+    let m = if nan_other || sy.is_nan() {
         f64::NAN
     } else {
         let o = other.acc() + 1.0;
@@ -187,7 +191,6 @@ fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
             shifted_y
         }
     };
-    let finite = all_finite(before) && all_finite(after);
     // the fixed-tree sum of s_y and (+-0)s is s_y + 0 (its lanes start at +0)
     let dot = if finite { sy.acc() + 0.0 } else { f64::NAN };
     (m, dot)
@@ -246,6 +249,28 @@ fn eval<T: PickFloat>(
 mod tests {
     use super::*;
     use crate::grad::Upstream;
+
+    #[test]
+    fn non_finite_scores_follow_optax() {
+        // optax 0.2.8 on jax 0.10.2, float32: scores [[.5, nan, .2, 1], [.5, .1, .2, 1],
+        // [inf, .1, .2, 1]], labels [0, 0, 1]: values [nan, 1.5, nan]; the gradient of their sum
+        // is NaN throughout the NaN row (jnp.max's gradient divides by the count of entries
+        // equal to a NaN maximum: 0), [-1, 0, 0, 1] and [1, -1, 0, 0] (the +inf row's maximum is
+        // finite in its gradient, while its value is inf - inf * 0 = NaN)
+        let nan = f32::NAN;
+        let s = [0.5f32, nan, 0.2, 1.0, 0.5, 0.1, 0.2, 1.0, f32::INFINITY, 0.1, 0.2, 1.0];
+        let (l, g) = multiclass_hinge_grad(
+            View::new(&s, &[3, 4]).unwrap(),
+            View::from(&[0i64, 0, 1][..]),
+            Backward::new().upstream(Upstream::Ones),
+        )
+        .unwrap();
+        let l = l.data();
+        assert!(l[0].is_nan() && l[1] == 1.5 && l[2].is_nan(), "{l:?}");
+        let g = g.get("scores").unwrap().data();
+        assert!(g[..4].iter().all(|v| v.is_nan()), "{g:?}");
+        assert_eq!(&g[4..], &[-1.0, 0.0, 0.0, 1.0, 1.0, -1.0, 0.0, 0.0]);
+    }
 
     #[test]
     fn ties_split_the_gradient() {
