@@ -91,6 +91,35 @@ impl AxisLayout {
 /// of exponentials and every result of the row, NaN (as the reference's NaN maximum does).
 #[inline(always)]
 pub fn row_max<T: Float>(x: &[T]) -> T {
+    lanes_max(
+        x,
+        #[inline(always)]
+        |_, v| v,
+    )
+}
+
+/// [`row_max`] of the entries other than `x[skip]` (`-inf` when there are none): one vector
+/// loop over the whole row (the skipped lane masked by a comparison of 32-bit indices), not
+/// two over the pieces on either side of `skip`, whose lengths vary and leave scalar
+/// remainders: faster on short rows (a few dozen entries), slower on long ones.
+#[inline(always)]
+pub fn row_max_except<T: Float>(x: &[T], skip: usize) -> T {
+    // beyond 32-bit indices (never on the short rows this is for), the two pieces
+    let Some(skip32) = u32::try_from(skip).ok().filter(|_| u32::try_from(x.len()).is_ok()) else {
+        let (a, b) = (row_max(&x[..skip.min(x.len())]), row_max(x.get(skip + 1..).unwrap_or(&[])));
+        return if b > a { b } else { a };
+    };
+    lanes_max(
+        x,
+        #[inline(always)]
+        |c, v| if c == skip32 { T::neg_infinity() } else { v },
+    )
+}
+
+/// The NaN-skipping maximum of `value(c, x[c])` over a row (`c` as `u32`, which the caller
+/// keeps in range), in [`LANES`] vertical lanes.
+#[inline(always)]
+fn lanes_max<T: Float>(x: &[T], value: impl Fn(u32, T) -> T) -> T {
     #[inline(always)]
     fn max_of<T: Float>(lane: T, v: T) -> T {
         if v > lane {
@@ -101,15 +130,17 @@ pub fn row_max<T: Float>(x: &[T]) -> T {
     }
     let mut lanes = [T::neg_infinity(); LANES];
     let mut groups = x.chunks_exact(LANES);
+    let mut base = 0u32;
     for g in &mut groups {
         if let Ok(g) = <&[T; LANES]>::try_from(g) {
             for l in 0..LANES {
-                lanes[l] = max_of(lanes[l], g[l]);
+                lanes[l] = max_of(lanes[l], value(base.wrapping_add(l as u32), g[l]));
             }
         }
+        base = base.wrapping_add(LANES as u32);
     }
-    for (lane, &v) in lanes.iter_mut().zip(groups.remainder()) {
-        *lane = max_of(*lane, v);
+    for (l, (lane, &v)) in lanes.iter_mut().zip(groups.remainder()).enumerate() {
+        *lane = max_of(*lane, value(base.wrapping_add(l as u32), v));
     }
     // the lanes joined by halves (four vector steps, not sixteen dependent scalar ones: on
     // short rows the join costs as much as the rest)
@@ -307,6 +338,17 @@ mod tests {
             }
         }
         assert_eq!(row_max::<f32>(&[]), f32::NEG_INFINITY);
+        // every length up to 40 and every skipped position: the maximum of the other entries
+        for len in 1..=40usize {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 41) as f32 - 20.0).collect();
+            for skip in 0..len {
+                let others = x.iter().enumerate().filter(|&(c, _)| c != skip).map(|(_, &v)| v);
+                let want = others.fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(row_max_except(&x, skip), want, "len {len} skip {skip}");
+            }
+        }
+        assert_eq!(row_max_except(&[f32::NAN, 3.0, -1.0], 1), -1.0);
+        assert_eq!(row_max_except(&[5.0f64], 0), f64::NEG_INFINITY);
         assert_eq!(row_max(&[f32::NAN; 20]), f32::NEG_INFINITY);
         assert_eq!(row_max(&[f64::NEG_INFINITY; 70]), f64::NEG_INFINITY);
     }

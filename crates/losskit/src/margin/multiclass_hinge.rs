@@ -7,7 +7,7 @@ use crate::catalog::spec::{ArgKind, Family, LossSpec};
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
-use crate::kernels::axis::row_max;
+use crate::kernels::axis::{row_max, row_max_except};
 use crate::kernels::simd::dispatch;
 use crate::kernels::sum::{par_units, Every, SplitOut, CHUNK, LANES};
 use crate::reduction::Cot;
@@ -174,13 +174,19 @@ fn run<T: Float>(
 fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
     let (before, rest) = row.split_at(label);
     let (sy, after) = (rest[0], &rest[1..]);
-    let (a, b) = (row_max(before), row_max(after));
-    let other = if b > a { b } else { a };
+    // short rows: one loop over the whole row with the label's lane masked (the two pieces on
+    // either side of the label leave scalar remainders, as long as the vector part on a few
+    // dozen classes); long rows: the two pieces, in plain vector loops
+    let (other, finite) = if row.len() <= SHORT_ROW {
+        (row_max_except(row, label), all_finite_except(row, label))
+    } else {
+        let (a, b) = (row_max(before), row_max(after));
+        (if b > a { b } else { a }, all_finite(before) && all_finite(after))
+    };
     let shifted_y = sy.acc() + 1.0 - 1.0;
-    let finite = all_finite(before) && all_finite(after);
-    // `row_max` skips NaN; `jnp.max` propagates it. A NaN among the other classes (possible
-    // only when they are not all finite, the rare case) makes the maximum NaN
-    let nan_other = !finite && before.iter().chain(after).any(|v| v.is_nan());
+    // `row_max_except` skips NaN; `jnp.max` propagates it. A NaN among the other classes
+    // (possible only when they are not all finite, the rare case) makes the maximum NaN
+    let nan_other = !finite && row.iter().enumerate().any(|(c, v)| c != label && v.is_nan());
     let m = if nan_other || sy.is_nan() {
         f64::NAN
     } else {
@@ -196,20 +202,48 @@ fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
     (m, dot)
 }
 
+/// Rows of at most this many classes take the masked whole-row loops.
+const SHORT_ROW: usize = 4 * LANES;
+
 /// True when no element is infinite or NaN (`x * 0` is `±0` exactly then).
 #[inline(always)]
 fn all_finite<T: Float>(x: &[T]) -> bool {
+    zero_products_are_zero(
+        x,
+        #[inline(always)]
+        |_, v| v * T::zero(),
+    )
+}
+
+/// True when no element other than `x[skip]` is infinite or NaN, in one loop over the whole
+/// row (for short rows; `x.len() <= SHORT_ROW`, so the indices fit in `u32`).
+#[inline(always)]
+fn all_finite_except<T: Float>(x: &[T], skip: usize) -> bool {
+    let skip = skip as u32;
+    zero_products_are_zero(
+        x,
+        #[inline(always)]
+        |c, v| if c == skip { T::zero() } else { v * T::zero() },
+    )
+}
+
+/// True when the sum of `product(c, x[c])` (each `±0` or NaN) over the row, in [`LANES`]
+/// vertical lanes, is not NaN.
+#[inline(always)]
+fn zero_products_are_zero<T: Float>(x: &[T], product: impl Fn(u32, T) -> T) -> bool {
     let mut lanes = [T::zero(); LANES];
     let mut groups = x.chunks_exact(LANES);
+    let mut base = 0u32;
     for g in &mut groups {
         if let Ok(g) = <&[T; LANES]>::try_from(g) {
             for l in 0..LANES {
-                lanes[l] += g[l] * T::zero();
+                lanes[l] += product(base.wrapping_add(l as u32), g[l]);
             }
         }
+        base = base.wrapping_add(LANES as u32);
     }
-    for (lane, &v) in lanes.iter_mut().zip(groups.remainder()) {
-        *lane += v * T::zero();
+    for (l, (lane, &v)) in lanes.iter_mut().zip(groups.remainder()).enumerate() {
+        *lane += product(base.wrapping_add(l as u32), v);
     }
     lanes.iter().all(|v| !v.is_nan())
 }
@@ -270,6 +304,22 @@ mod tests {
         let g = g.get("scores").unwrap().data();
         assert!(g[..4].iter().all(|v| v.is_nan()), "{g:?}");
         assert_eq!(&g[4..], &[-1.0, 0.0, 0.0, 1.0, 1.0, -1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn short_and_long_rows_agree_with_the_formula() {
+        // both paths (masked whole rows up to SHORT_ROW classes, two pieces beyond) against
+        // max_c(s_c + 1 - [c = y]) - s_y written out, every label position
+        for classes in [1usize, 2, 15, 16, 17, 33, SHORT_ROW - 1, SHORT_ROW, SHORT_ROW + 1, 130] {
+            let s: Vec<f32> = (0..classes).map(|i| ((i * 37) % 23) as f32 * 0.25 - 2.0).collect();
+            let labels: Vec<i64> = (0..classes as i64).collect();
+            let rows: Vec<f32> = labels.iter().flat_map(|_| s.iter().copied()).collect();
+            let l = multiclass_hinge(View::new(&rows, &[classes, classes]).unwrap(), View::from(&labels[..])).unwrap();
+            for (y, &got) in l.data().iter().enumerate() {
+                let m = (0..classes).map(|c| s[c] as f64 + 1.0 - (c == y) as u8 as f64).fold(f64::MIN, f64::max);
+                assert_eq!(got, (m - s[y] as f64) as f32, "{classes} classes, label {y}");
+            }
+        }
     }
 
     #[test]
