@@ -104,11 +104,13 @@ pub fn row_max<T: Float>(x: &[T]) -> T {
 /// remainders: faster on short rows (a few dozen entries), slower on long ones.
 #[inline(always)]
 pub fn row_max_except<T: Float>(x: &[T], skip: usize) -> T {
-    // beyond 32-bit indices (never on the short rows this is for), the two pieces
-    let Some(skip32) = u32::try_from(skip).ok().filter(|_| u32::try_from(x.len()).is_ok()) else {
+    // rows beyond 32-bit indices (never the short rows this is for): the two pieces
+    if u32::try_from(x.len()).is_err() {
         let (a, b) = (row_max(&x[..skip.min(x.len())]), row_max(x.get(skip + 1..).unwrap_or(&[])));
         return if b > a { b } else { a };
-    };
+    }
+    // a `skip` past the row's end skips nothing, as `u32::MAX` (no index of the row) does
+    let skip32 = u32::try_from(skip).unwrap_or(u32::MAX);
     lanes_max(
         x,
         #[inline(always)]

@@ -174,9 +174,9 @@ fn run<T: Float>(
 fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
     let (before, rest) = row.split_at(label);
     let (sy, after) = (rest[0], &rest[1..]);
-    // short rows: one loop over the whole row with the label's lane masked (the two pieces on
-    // either side of the label leave scalar remainders, as long as the vector part on a few
-    // dozen classes); long rows: the two pieces, in plain vector loops
+    // short rows: one loop over the whole row with the label's lane masked (the two pieces
+    // either side of the label leave scalar remainders, which on a few dozen classes cost as
+    // much as the vector part); long rows: the two pieces, in plain vector loops
     let (other, finite) = if row.len() <= SHORT_ROW {
         (row_max_except(row, label), all_finite_except(row, label))
     } else {
