@@ -98,18 +98,22 @@ pub fn row_max<T: Float>(x: &[T]) -> T {
     )
 }
 
-/// [`row_max`] of the entries other than `x[skip]` (`-inf` when there are none): one vector
-/// loop over the whole row (the skipped lane masked by a comparison of 32-bit indices), not
-/// two over the pieces on either side of `skip`, whose lengths vary and leave scalar
-/// remainders: faster on short rows (a few dozen entries), slower on long ones.
+/// Rows of at most this many entries take the masked whole-row loop of [`row_max_except`].
+pub const MASKED_ROW: usize = 4 * LANES;
+
+/// [`row_max`] of the entries other than `x[skip]` (`-inf` when there are none; a `skip` past
+/// the end skips nothing). Rows of up to [`MASKED_ROW`] entries: one vector loop over the whole
+/// row, the skipped lane masked by a comparison of 32-bit indices (the two pieces either side of
+/// `skip` vary in length and leave scalar remainders, which on a few dozen entries cost as much
+/// as the vector part). Longer rows: the two pieces, in plain vector loops (there the masked
+/// loop is several times slower).
 #[inline(always)]
 pub fn row_max_except<T: Float>(x: &[T], skip: usize) -> T {
-    // rows beyond 32-bit indices (never the short rows this is for): the two pieces
-    if u32::try_from(x.len()).is_err() {
+    if x.len() > MASKED_ROW {
         let (a, b) = (row_max(&x[..skip.min(x.len())]), row_max(x.get(skip + 1..).unwrap_or(&[])));
         return if b > a { b } else { a };
     }
-    // a `skip` past the row's end skips nothing, as `u32::MAX` (no index of the row) does
+    // indices of a short row fit in u32; u32::MAX is none of them
     let skip32 = u32::try_from(skip).unwrap_or(u32::MAX);
     lanes_max(
         x,
@@ -341,7 +345,7 @@ mod tests {
         }
         assert_eq!(row_max::<f32>(&[]), f32::NEG_INFINITY);
         // every length up to 40 and every skipped position: the maximum of the other entries
-        for len in 1..=40usize {
+        for len in (1..=40usize).chain([MASKED_ROW, MASKED_ROW + 1, 100]) {
             let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 41) as f32 - 20.0).collect();
             for skip in 0..len {
                 let others = x.iter().enumerate().filter(|&(c, _)| c != skip).map(|(_, &v)| v);

@@ -7,7 +7,7 @@ use crate::catalog::spec::{ArgKind, Family, LossSpec};
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
-use crate::kernels::axis::{row_max, row_max_except};
+use crate::kernels::axis::{row_max_except, MASKED_ROW};
 use crate::kernels::simd::dispatch;
 use crate::kernels::sum::{par_units, Every, SplitOut, CHUNK, LANES};
 use crate::reduction::Cot;
@@ -172,17 +172,8 @@ fn run<T: Float>(
 /// (adding nothing to `s_y`) unless `s_c` is not finite.
 #[inline(always)]
 fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
-    let (before, rest) = row.split_at(label);
-    let (sy, after) = (rest[0], &rest[1..]);
-    // short rows: one loop over the whole row with the label's lane masked (the two pieces
-    // either side of the label leave scalar remainders, which on a few dozen classes cost as
-    // much as the vector part); long rows: the two pieces, in plain vector loops
-    let (other, finite) = if row.len() <= SHORT_ROW {
-        (row_max_except(row, label), all_finite_except(row, label))
-    } else {
-        let (a, b) = (row_max(before), row_max(after));
-        (if b > a { b } else { a }, all_finite(before) && all_finite(after))
-    };
+    let sy = row[label];
+    let (other, finite) = (row_max_except(row, label), all_finite_except(row, label));
     let shifted_y = sy.acc() + 1.0 - 1.0;
     // `row_max_except` skips NaN; `jnp.max` propagates it. A NaN among the other classes
     // (possible only when they are not all finite, the rare case) makes the maximum NaN
@@ -202,23 +193,16 @@ fn row_max_and_dot<T: Float>(row: &[T], label: usize) -> (f64, f64) {
     (m, dot)
 }
 
-/// Rows of at most this many classes take the masked whole-row loops.
-const SHORT_ROW: usize = 4 * LANES;
-
-/// True when no element is infinite or NaN (`x * 0` is `±0` exactly then).
-#[inline(always)]
-fn all_finite<T: Float>(x: &[T]) -> bool {
-    zero_products_are_zero(
-        x,
-        #[inline(always)]
-        |_, v| v * T::zero(),
-    )
-}
-
-/// True when no element other than `x[skip]` is infinite or NaN, in one loop over the whole
-/// row (for short rows; `x.len() <= SHORT_ROW`, so the indices fit in `u32`).
+/// True when no element other than `x[skip]` is infinite or NaN (`x * 0` is `±0` exactly
+/// then), the two ways [`row_max_except`] takes: one masked loop over a short row, the two
+/// pieces either side of `skip` of a long one.
 #[inline(always)]
 fn all_finite_except<T: Float>(x: &[T], skip: usize) -> bool {
+    if x.len() > MASKED_ROW {
+        let (before, after) = (&x[..skip], &x[skip + 1..]);
+        let zero_times = |_, v: T| v * T::zero();
+        return zero_products_are_zero(before, zero_times) && zero_products_are_zero(after, zero_times);
+    }
     let skip = skip as u32;
     zero_products_are_zero(
         x,
@@ -308,9 +292,9 @@ mod tests {
 
     #[test]
     fn short_and_long_rows_agree_with_the_formula() {
-        // both paths (masked whole rows up to SHORT_ROW classes, two pieces beyond) against
+        // both paths (masked whole rows up to MASKED_ROW classes, two pieces beyond) against
         // max_c(s_c + 1 - [c = y]) - s_y written out, every label position
-        for classes in [1usize, 2, 15, 16, 17, 33, SHORT_ROW - 1, SHORT_ROW, SHORT_ROW + 1, 130] {
+        for classes in [1usize, 2, 15, 16, 17, 33, MASKED_ROW - 1, MASKED_ROW, MASKED_ROW + 1, 130] {
             let s: Vec<f32> = (0..classes).map(|i| ((i * 37) % 23) as f32 * 0.25 - 2.0).collect();
             let labels: Vec<i64> = (0..classes as i64).collect();
             let rows: Vec<f32> = labels.iter().flat_map(|_| s.iter().copied()).collect();
