@@ -26,8 +26,43 @@ pub(crate) enum Combine {
     Sum,
 }
 
+/// The terms of a loss over a tile of elements (a few thousand at most, in cache): for each
+/// element its term and, with `grads = Some((c, g))`, `c` times the term's derivative in
+/// `y_pred` into `g`. Any `Fn(y_true, y_pred) -> (term, derivative)` is one, computed element
+/// by element; a loss whose term is one long chain of dependent operations can split it into
+/// stages, each a loop over the tile, which the CPU overlaps across more elements.
+pub(crate) trait Terms<T: Float>: Copy + Sync {
+    /// Fills `values` (and `grads`) for the elements of `y_true` and `y_pred`, which are at
+    /// least as long as `values`.
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>);
+}
+
+impl<T: Float, F: Fn(T, T) -> (T, T) + Copy + Sync> Terms<T> for F {
+    #[inline(always)]
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
+        let n = values.len();
+        let (ts, ps) = (&y_true[..n], &y_pred[..n]);
+        match grads {
+            Some((c, g)) => {
+                // cut to `n`: no bounds check, so no scalar tail
+                let g = &mut g[..n];
+                for i in 0..n {
+                    let (l, dl) = self(ts[i], ps[i]);
+                    values[i] = l;
+                    g[i] = c * dl;
+                }
+            }
+            None => {
+                for i in 0..n {
+                    values[i] = self(ts[i], ps[i]).0;
+                }
+            }
+        }
+    }
+}
+
 /// Computes `reduce(sample_weight * combine_d term(y_true[.., d], y_pred[.., d]))` where `term`
-/// returns the element's term and its derivative in `y_pred`; with `backward`, the gradient
+/// gives the elements' terms and their derivatives in `y_pred` ([`Terms`]); with `backward`, the gradient
 /// with respect to `y_pred` (in `y_pred`'s own shape). `y_true` has no gradient.
 ///
 /// The upstream gradient of each sample does not depend on the values, so it is computed
@@ -39,7 +74,7 @@ pub(crate) fn last_axis_loss<T: Float>(
     sample_weight: Option<&View<'_, T>>,
     reduction: Reduction,
     combine: Combine,
-    term: impl Fn(T, T) -> (T, T) + Sync + Copy,
+    term: impl Terms<T>,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let shape = align_pair(y_true.shape(), y_pred.shape())?;
@@ -88,22 +123,7 @@ pub(crate) fn last_axis_loss<T: Float>(
                             let len = (RUN * BLOCK).min((r + 1) * d - s);
                             let (ts, ps) = (&yt[s..s + len], &yp[s..s + len]);
                             let v = &mut scratch[..len];
-                            match (c, g_row.split_front(len)) {
-                                (Some(c), Some(g)) => {
-                                    // cut to `len`: no bounds check, so no scalar tail
-                                    let g = &mut g[..len];
-                                    for i in 0..len {
-                                        let (l, dl) = term(ts[i], ps[i]);
-                                        v[i] = l;
-                                        g[i] = c * dl;
-                                    }
-                                }
-                                _ => {
-                                    for i in 0..len {
-                                        v[i] = term(ts[i], ps[i]).0;
-                                    }
-                                }
-                            }
+                            term.fill(ts, ps, v, c.zip(g_row.split_front(len)));
                             let blocks = len.div_ceil(BLOCK);
                             run_block_sums(v, &mut parts[nb..nb + blocks]);
                             nb += blocks;
@@ -143,7 +163,7 @@ fn short_rows<T: Float>(
     cots: Option<&[T]>,
     vals: &mut [T],
     grad: &mut Option<&mut [T]>,
-    term: impl Fn(T, T) -> (T, T),
+    term: impl Terms<T>,
 ) {
     let mut buf = [T::zero(); GROUP];
     let per_group = (GROUP / d).max(1);
@@ -155,13 +175,8 @@ fn short_rows<T: Float>(
         let v = &mut buf[..len];
         match (cots, grad.split_front(len)) {
             (Some(c), Some(g)) => {
-                // cut to `len`: no bounds check, so no scalar tail
-                let g = &mut g[..len];
-                for i in 0..len {
-                    let (l, dl) = term(ts[i], ps[i]);
-                    v[i] = l;
-                    g[i] = dl;
-                }
+                // the derivatives first, then each row's cotangent
+                term.fill(ts, ps, v, Some((T::one(), &mut g[..])));
                 for k in 0..rows {
                     let c = T::from_acc(c[r + k].acc() * scale);
                     for gi in &mut g[k * d..(k + 1) * d] {
@@ -169,11 +184,7 @@ fn short_rows<T: Float>(
                     }
                 }
             }
-            _ => {
-                for i in 0..len {
-                    v[i] = term(ts[i], ps[i]).0;
-                }
-            }
+            _ => term.fill(ts, ps, v, None),
         }
         // the row sums, four rows side by side
         let mut sums = [0.0f64; 64];

@@ -48,6 +48,24 @@ pub fn xlogy<T: Float>(x: T, y: T) -> T {
 /// few ulps: 6.3e-7 relative at worst, measured). `f64` uses [`log_cosh`] and the standard library's `tanh`.
 #[inline(always)]
 pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
+    log_cosh_tanh_with(z, log_cosh_exp(z))
+}
+
+/// The first stage of [`log_cosh_tanh`]: `e^{-2|z|}` in `f32` (`0` in `f64`, which does not
+/// use it), to be passed to [`log_cosh_tanh_with`]. Split so that a loop over many elements
+/// can compute all the exponentials first, then the rest: one loop over both is a chain of
+/// dependent operations too long for the CPU to overlap across enough elements.
+#[inline(always)]
+pub fn log_cosh_exp<T: Float>(z: T) -> T {
+    if T::DTYPE == crate::float::DType::F64 {
+        return T::zero();
+    }
+    (-(z.abs() + z.abs())).vexp()
+}
+
+/// [`log_cosh_tanh`] of `z` given `t = `[`log_cosh_exp`]`(z)`.
+#[inline(always)]
+pub fn log_cosh_tanh_with<T: Float>(z: T, t: T) -> (T, T) {
     if T::DTYPE == crate::float::DType::F64 {
         return (log_cosh(z), z.tanh());
     }
@@ -69,18 +87,20 @@ pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
     ];
     let a = z.abs();
     let u = a * a;
-    let t = (-(a + a)).vexp();
     let small = a < T::of(0.5);
-    let lc = if small { u * horner6(&LOG_COSH, u) } else { a + t.vln_1p_unit() - T::LN_2() };
+    // (above 1/2, t <= 1/e lies in the range of vln_1p_small)
+    let lc = if small { u * horner6(&LOG_COSH, u) } else { a + t.vln_1p_small() - T::LN_2() };
     let th = if small { a * horner6(&TANH, u) } else { (T::one() - t) / (T::one() + t) };
     (lc, th.copysign(z))
 }
 
-/// `c[0] u^5 + ... + c[5]` (Horner), written out so that it inlines into vector loops.
+/// `c[0] u^5 + ... + c[5]` (Horner with fused multiply-adds, one instruction per step inside a
+/// [`dispatch`](crate::kernels::simd::dispatch)ed loop), written out so that it inlines into
+/// vector loops.
 #[inline(always)]
 fn horner6<T: Float>(c: &[f64; 6], u: T) -> T {
     let k = |i: usize| T::of(c[i]);
-    ((((k(0) * u + k(1)) * u + k(2)) * u + k(3)) * u + k(4)) * u + k(5)
+    k(0).mul_add(u, k(1)).mul_add(u, k(2)).mul_add(u, k(3)).mul_add(u, k(4)).mul_add(u, k(5))
 }
 
 /// `log(cosh(z))` without overflow and without cancellation: `log1p(2 sinh(z/2)^2)`

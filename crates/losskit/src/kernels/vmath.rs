@@ -41,6 +41,10 @@ pub trait VMath: Copy {
     /// `ln(1 + x)` for `x` in `[0, 1]` only (NaN stays NaN): cheaper than
     /// [`vln_1p`](Self::vln_1p) for softplus-like terms `ln(1 + e^-|z|)`.
     fn vln_1p_unit(self) -> Self;
+    /// `ln(1 + x)` for `x` in `[0, sqrt(2) - 1]` only (NaN stays NaN): the bits of
+    /// [`vln_1p_unit`](Self::vln_1p_unit) there, without its range reduction (the
+    /// `ln(1 + e^{-2|z|})` of log-cosh beyond `|z| = 1/2`).
+    fn vln_1p_small(self) -> Self;
     /// `ln(1 - x)` for `x` in `[0, 1]` only (NaN stays NaN; `1` gives `-inf`): the `log(1 - p)`
     /// of a probability, cheaper than `(-x).vln_1p()`.
     fn vln_1m_unit(self) -> Self;
@@ -304,6 +308,10 @@ impl VMath for f32 {
         ln_1p_unit_f32(self)
     }
     #[inline(always)]
+    fn vln_1p_small(self) -> f32 {
+        ln_reduced(self, 0.0)
+    }
+    #[inline(always)]
     fn vln_1m_unit(self) -> f32 {
         ln_1m_unit_f32(self)
     }
@@ -324,6 +332,10 @@ impl VMath for f64 {
     }
     #[inline(always)]
     fn vln_1p_unit(self) -> f64 {
+        self.ln_1p()
+    }
+    #[inline(always)]
+    fn vln_1p_small(self) -> f64 {
         self.ln_1p()
     }
     #[inline(always)]
@@ -409,6 +421,21 @@ mod tests {
         assert_eq!(f32::from_bits(1).vln_1p_unit(), f32::from_bits(1));
         assert!(f32::NAN.vln_1p_unit().is_nan());
         assert_eq!(1.0f64.vln_1p_unit(), std::f64::consts::LN_2);
+    }
+
+    #[test]
+    fn ln_1p_small_has_the_bits_of_ln_1p_unit_on_its_domain() {
+        // every 61st f32 in [0, sqrt(2) - 1] (about 17 million values), and the end point
+        let end = std::f32::consts::SQRT_2 - 1.0;
+        let mut bits = 0u32;
+        while bits <= end.to_bits() {
+            let x = f32::from_bits(bits);
+            assert_eq!(x.vln_1p_small().to_bits(), x.vln_1p_unit().to_bits(), "{x:e}");
+            bits += 61;
+        }
+        assert_eq!(end.vln_1p_small(), end.vln_1p_unit());
+        assert!(f32::NAN.vln_1p_small().is_nan());
+        assert_eq!(0.25f64.vln_1p_small(), 0.25f64.ln_1p());
     }
 
     #[test]
