@@ -8,6 +8,7 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec};
 use crate::error::{LossError, Result};
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
+use crate::kernels::stable::floor_at;
 use crate::reduction::Reduction;
 use crate::tensor::{Tensor, View};
 
@@ -175,16 +176,18 @@ fn run<T: Float>(
             check_unit_interval("input", input)?;
             check_unit_interval("target", target)
         },
+        // (x is in [0, 1]: its logs are never NaN, nor is x (1 - x), so floors without NaN
+        // tests; elements outside the domain make an error, whatever their values)
         #[inline(always)]
-        move |x, y, _| (y - one) * x.vln_1m_unit().max(floor) - y * x.vln().max(floor),
+        move |x, y, _| (y - one) * floor_at(x.vln_1m_unit(), floor) - y * floor_at(x.vln_unit(), floor),
         #[inline(always)]
         move |x, y, _| {
-            let (log_1mx, log_x) = (x.vln_1m_unit(), x.vln());
-            let value = (y - one) * log_1mx.max(floor) - y * log_x.max(floor);
+            let (log_1mx, log_x) = (x.vln_1m_unit(), x.vln_unit());
+            let value = (y - one) * floor_at(log_1mx, floor) - y * floor_at(log_x, floor);
             // the target's gradient -logit(x) = log(1 - x) - log(x), from the unclamped logs
             // (the reference's log(x / (1 - x)) has the same absolute rounding error; at 0 and
             // 1 both give the same infinities)
-            (value, (x - y) / ((one - x) * x).max(eps), log_1mx - log_x)
+            (value, (x - y) / floor_at((one - x) * x, eps), log_1mx - log_x)
         },
         backward,
     )

@@ -140,6 +140,17 @@ pub fn jax_abs_slope<T: Float>(x: T) -> T {
     }
 }
 
+/// `x` raised to `floor` when below it, for an `x` that is never NaN (a NaN `x` gives
+/// `floor`): one `vmaxps`, where `T::max` also tests for NaN (two more operations).
+#[inline(always)]
+pub fn floor_at<T: Float>(x: T, floor: T) -> T {
+    if x > floor {
+        x
+    } else {
+        floor
+    }
+}
+
 /// `max(x, bound)` as JAX computes it (`jnp.maximum`: NaN propagates), with the share of the
 /// gradient that reaches `x`: 1 above the bound, 1/2 at a tie (JAX splits it), 0 below and for
 /// NaN.

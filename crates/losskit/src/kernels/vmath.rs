@@ -38,6 +38,10 @@ pub trait VMath: Copy {
     fn vln(self) -> Self;
     /// `ln(1 + x)`, accurate for small `x`.
     fn vln_1p(self) -> Self;
+    /// `ln(x)` for `x` in `[0, 1]` only (`0` gives `-inf`, NaN stays NaN): the bits of
+    /// [`vln`](Self::vln) there, without its tests for infinite and negative arguments (the
+    /// `log(p)` of a probability).
+    fn vln_unit(self) -> Self;
     /// `ln(1 + x)` for `x` in `[0, 1]` only (NaN stays NaN): cheaper than
     /// [`vln_1p`](Self::vln_1p) for softplus-like terms `ln(1 + e^-|z|)`.
     fn vln_1p_unit(self) -> Self;
@@ -162,6 +166,21 @@ fn ln_f32(x: f32) -> f32 {
         f32::NAN
     } else {
         v
+    }
+}
+
+/// [`ln_f32`] for `x` in `[0, 1]`: subnormals scaled as there; `0` (and NaN) leave through
+/// one select, `-inf + x`.
+#[inline(always)]
+fn ln_unit_f32(x: f32) -> f32 {
+    let sub = x < f32::MIN_POSITIVE;
+    let xs = if sub { x * 8_388_608.0 } else { x };
+    let (f, e) = split_exponent(xs);
+    let v = ln_reduced(f, (e - if sub { 23 } else { 0 }) as f32);
+    if x > 0.0 {
+        v
+    } else {
+        f32::NEG_INFINITY + x
     }
 }
 
@@ -308,6 +327,10 @@ impl VMath for f32 {
         ln_1p_unit_f32(self)
     }
     #[inline(always)]
+    fn vln_unit(self) -> f32 {
+        ln_unit_f32(self)
+    }
+    #[inline(always)]
     fn vln_1p_small(self) -> f32 {
         ln_reduced(self, 0.0)
     }
@@ -333,6 +356,10 @@ impl VMath for f64 {
     #[inline(always)]
     fn vln_1p_unit(self) -> f64 {
         self.ln_1p()
+    }
+    #[inline(always)]
+    fn vln_unit(self) -> f64 {
+        self.ln()
     }
     #[inline(always)]
     fn vln_1p_small(self) -> f64 {
@@ -421,6 +448,23 @@ mod tests {
         assert_eq!(f32::from_bits(1).vln_1p_unit(), f32::from_bits(1));
         assert!(f32::NAN.vln_1p_unit().is_nan());
         assert_eq!(1.0f64.vln_1p_unit(), std::f64::consts::LN_2);
+    }
+
+    #[test]
+    fn ln_unit_has_the_bits_of_ln_on_its_domain() {
+        // every 61st f32 in [0, 1] (about 17 million values, subnormals included), the ends
+        let mut bits = 0u32;
+        while bits <= 1.0f32.to_bits() {
+            let x = f32::from_bits(bits);
+            assert_eq!(x.vln_unit().to_bits(), x.vln().to_bits(), "{x:e}");
+            bits += 61;
+        }
+        for x in [0.0f32, -0.0, f32::from_bits(1), f32::MIN_POSITIVE, 0.5, 1.0f32.next_down(), 1.0] {
+            assert_eq!(x.vln_unit().to_bits(), x.vln().to_bits(), "{x:e}");
+        }
+        assert_eq!(0.0f32.vln_unit(), f32::NEG_INFINITY);
+        assert!(f32::NAN.vln_unit().is_nan());
+        assert_eq!(0.25f64.vln_unit(), 0.25f64.ln());
     }
 
     #[test]
