@@ -178,10 +178,12 @@ fn run<T: Float>(
         },
         // (x is in [0, 1]: its logs are never NaN, nor is x (1 - x), so floors without NaN
         // tests; elements outside the domain make an error, whatever their values)
+        // (no first stage: the two logarithms are independent)
+        |_| T::zero(),
         #[inline(always)]
-        move |x, y, _| (y - one) * floor_at(x.vln_1m_unit(), floor) - y * floor_at(x.vln_unit(), floor),
+        move |x, y, _, _| (y - one) * floor_at(x.vln_1m_unit(), floor) - y * floor_at(x.vln_unit(), floor),
         #[inline(always)]
-        move |x, y, _| {
+        move |x, y, _, _| {
             let (log_1mx, log_x) = (x.vln_1m_unit(), x.vln_unit());
             let value = (y - one) * floor_at(log_1mx, floor) - y * floor_at(log_x, floor);
             // the target's gradient -logit(x) = log(1 - x) - log(x), from the unclamped logs

@@ -7,9 +7,10 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec, OptDefault, Op
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::keras::{align_pair, keras_rows, last_axis_loss, Combine, EPSILON};
+use crate::keras::{align_pair, keras_rows, last_axis_loss, Combine, Staged, EPSILON};
+use crate::kernels::stable::exp_neg_abs;
 use crate::kernels::sum::sum_zip;
-use crate::kernels::xent::{bce_clipped, bce_logits};
+use crate::kernels::xent::{bce_clipped, bce_logits, bce_logits_with};
 use crate::reduction::{Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{resolve_axis, Tensor, View};
 
@@ -186,8 +187,13 @@ fn run<T: Float>(
                 sample_weight,
                 red,
                 Combine::Mean,
-                #[inline(always)]
-                move |t, x| bce_logits(smooth.apply(t), x),
+                // the exponentials first (see `Staged`)
+                Staged(
+                    #[inline(always)]
+                    |_, x| exp_neg_abs(x),
+                    #[inline(always)]
+                    move |t, x, e| bce_logits_with(smooth.apply(t), x, e),
+                ),
                 backward,
             )
         } else {

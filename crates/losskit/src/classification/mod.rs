@@ -87,17 +87,22 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
     /// and with `backward` the gradients for `input` and `target` from `all`, which returns
     /// `(l_i, d l_i / d x_i, d l_i / d y_i)`; `value` is `all`'s first part alone (the
     /// forward-only pass does not compute derivatives). One fused pass over the elements.
+    ///
+    /// `first(x_i)` is a first stage of `f` (an `exp(-|x|)`), computed for a whole tile before
+    /// `value` or `all`, which get it as their last argument: one loop over both stages is a
+    /// chain of dependent operations too long for the CPU to overlap across enough elements.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         self,
         x: &[T],
         y: &[T],
         e: Option<&[T]>,
-        value: impl Fn(T, T, T) -> T + Sync + Copy,
-        all: impl Fn(T, T, T) -> (T, T, T) + Sync + Copy,
+        first: impl Fn(T) -> T + Sync + Copy,
+        value: impl Fn(T, T, T, T) -> T + Sync + Copy,
+        all: impl Fn(T, T, T, T) -> (T, T, T) + Sync + Copy,
         backward: Option<Backward<'_, '_, T>>,
     ) -> Result<(Tensor<T>, Grads<T>)> {
-        self.run_in_domain(x, y, e, |_, _| true, || Ok(()), value, all, backward)
+        self.run_in_domain(x, y, e, |_, _| true, || Ok(()), first, value, all, backward)
     }
 
     /// [`run`](Self::run) for a loss defined on a domain: `in_domain(x_i, y_i)` is tested in the
@@ -113,8 +118,9 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         e: Option<&[T]>,
         in_domain: impl Fn(T, T) -> bool + Sync + Copy,
         explain: impl FnOnce() -> Result<()>,
-        value: impl Fn(T, T, T) -> T + Sync + Copy,
-        all: impl Fn(T, T, T) -> (T, T, T) + Sync + Copy,
+        first: impl Fn(T) -> T + Sync + Copy,
+        value: impl Fn(T, T, T, T) -> T + Sync + Copy,
+        all: impl Fn(T, T, T, T) -> (T, T, T) + Sync + Copy,
         backward: Option<Backward<'_, '_, T>>,
     ) -> Result<(Tensor<T>, Grads<T>)> {
         let outside = AtomicBool::new(false);
@@ -124,7 +130,7 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 outside.store(true, Ordering::Relaxed);
             }
         };
-        let result = self.run_checked(x, y, e, check, value, all, backward)?;
+        let result = self.run_checked(x, y, e, check, first, value, all, backward)?;
         if outside.into_inner() {
             explain()?;
         }
@@ -139,8 +145,9 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         y: &[T],
         e: Option<&[T]>,
         check: impl Fn(&[T], &[T]) + Sync + Copy,
-        value: impl Fn(T, T, T) -> T + Sync + Copy,
-        all: impl Fn(T, T, T) -> (T, T, T) + Sync + Copy,
+        first: impl Fn(T) -> T + Sync + Copy,
+        value: impl Fn(T, T, T, T) -> T + Sync + Copy,
+        all: impl Fn(T, T, T, T) -> (T, T, T) + Sync + Copy,
         backward: Option<Backward<'_, '_, T>>,
     ) -> Result<(Tensor<T>, Grads<T>)> {
         let n = crate::tensor::numel(self.shape);
@@ -154,20 +161,24 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 #[inline(always)]
                 |s, v, _| {
                     // a local copy: its captures stay in registers
-                    let (value, w) = (value, w);
+                    let (first, value, w) = (first, value, w);
                     let len = v.len();
                     let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                     check(xs, ys);
+                    // the first stage into `v`, which the second overwrites
+                    for i in 0..len {
+                        v[i] = first(xs[i]);
+                    }
                     match e {
                         None => {
                             for i in 0..len {
-                                v[i] = value(xs[i], ys[i], T::zero());
+                                v[i] = value(xs[i], ys[i], T::zero(), v[i]);
                             }
                         }
                         Some(e) => {
                             let es = &e[s..s + len];
                             for i in 0..len {
-                                v[i] = value(xs[i], ys[i], es[i]);
+                                v[i] = value(xs[i], ys[i], es[i], v[i]);
                             }
                         }
                     }
@@ -191,23 +202,27 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
             grads,
             #[inline(always)]
             |s, v, [gx, gy]| {
-                let (all, scale) = (all, scale);
+                let (first, all, scale) = (first, all, scale);
                 let len = v.len();
                 let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                 check(xs, ys);
                 let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
                 // every slice cut to `len`: no bounds check left in the loops, so no scalar tail
                 let (dx, dy) = (&mut dx[..len], &mut dy[..len]);
+                // the first stage into `dx`, which the second overwrites
+                for i in 0..len {
+                    dx[i] = first(xs[i]);
+                }
                 match e {
                     None => {
                         for i in 0..len {
-                            (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero());
+                            (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero(), dx[i]);
                         }
                     }
                     Some(e) => {
                         let es = &e[s..s + len];
                         for i in 0..len {
-                            (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i]);
+                            (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i], dx[i]);
                         }
                     }
                 }

@@ -61,6 +61,48 @@ impl<T: Float, F: Fn(T, T) -> (T, T) + Copy + Sync> Terms<T> for F {
     }
 }
 
+/// Terms in two stages: `first(t, p)` of every element of a piece of a tile (an
+/// exponential), then `then(t, p, first(t, p))`, the term and its derivative. One loop over
+/// both stages is a chain of dependent operations per element which the CPU's scheduler cannot
+/// overlap across enough elements when it is long (an exponential, then a logarithm and a
+/// quotient: in two loops 1.3-1.5x faster on Zen 3).
+#[derive(Clone, Copy)]
+pub(crate) struct Staged<A, B>(pub A, pub B);
+
+impl<T: Float, A: Fn(T, T) -> T + Copy + Sync, B: Fn(T, T, T) -> (T, T) + Copy + Sync> Terms<T> for Staged<A, B> {
+    #[inline(always)]
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], mut grads: Option<(T, &mut [T])>) {
+        // pieces whose inputs and first stage stay in L1 between the two loops
+        const PIECE: usize = 256;
+        let Staged(first, then) = self;
+        let n = values.len();
+        let mut s = 0;
+        while s < n {
+            let len = PIECE.min(n - s);
+            let (ts, ps, v) = (&y_true[s..s + len], &y_pred[s..s + len], &mut values[s..s + len]);
+            for i in 0..len {
+                v[i] = first(ts[i], ps[i]);
+            }
+            match grads.as_mut() {
+                Some((c, g)) => {
+                    let g = &mut g[s..s + len];
+                    for i in 0..len {
+                        let (l, dl) = then(ts[i], ps[i], v[i]);
+                        v[i] = l;
+                        g[i] = *c * dl;
+                    }
+                }
+                None => {
+                    for i in 0..len {
+                        v[i] = then(ts[i], ps[i], v[i]).0;
+                    }
+                }
+            }
+            s += len;
+        }
+    }
+}
+
 /// Computes `reduce(sample_weight * combine_d term(y_true[.., d], y_pred[.., d]))` where `term`
 /// gives the elements' terms and their derivatives in `y_pred` ([`Terms`]); with `backward`, the gradient
 /// with respect to `y_pred` (in `y_pred`'s own shape). `y_true` has no gradient.
@@ -241,6 +283,25 @@ mod tests {
                     let expected = wr / d as f64 * square_err(t[i], p[i]).1;
                     assert!((g[i] - expected).abs() <= 1e-15 * (1.0 + expected.abs()), "d={d} i={i}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn staged_terms_are_the_two_stages_composed() {
+        // tiles that end inside a piece and span several; the second stage uses all three
+        // arguments, so a piece's first stage reaching the wrong element would show
+        let first = |t: f64, p: f64| (p - 2.0 * t).exp();
+        let then = |t: f64, p: f64, z: f64| (z * t + p, z - t * p);
+        for n in [1usize, 255, 256, 3 * 256 + 37] {
+            let t: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+            let p: Vec<f64> = (0..n).map(|i| ((i * 53) % 97) as f64 / 40.0 - 1.2).collect();
+            let (mut v, mut g, mut v_only) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            Staged(first, then).fill(&t, &p, &mut v, Some((0.5, &mut g)));
+            Staged(first, then).fill(&t, &p, &mut v_only, None);
+            for i in 0..n {
+                let (l, dl) = then(t[i], p[i], first(t[i], p[i]));
+                assert_eq!((v[i], g[i], v_only[i]), (l, 0.5 * dl, l), "n={n} i={i}");
             }
         }
     }

@@ -12,7 +12,21 @@ pub fn softplus<T: Float>(x: T) -> T {
 /// `log(sigmoid(x)) = -softplus(-x)`.
 #[inline(always)]
 pub fn log_sigmoid<T: Float>(x: T) -> T {
-    x.min(T::zero()) - (-x.abs()).vexp().vln_1p_unit()
+    log_sigmoid_with(x, exp_neg_abs(x))
+}
+
+/// `e^{-|x|}`, the first stage of [`log_sigmoid_with`] and [`log_sigmoid_and_sigmoid_with`]:
+/// a loop over many elements can compute all of these first, then the rest, which the CPU
+/// overlaps across more elements than one loop over a long chain of dependent operations.
+#[inline(always)]
+pub fn exp_neg_abs<T: Float>(x: T) -> T {
+    (-x.abs()).vexp()
+}
+
+/// [`log_sigmoid`] of `x` given `e = `[`exp_neg_abs`]`(x)`.
+#[inline(always)]
+pub fn log_sigmoid_with<T: Float>(x: T, e: T) -> T {
+    x.min(T::zero()) - e.vln_1p_unit()
 }
 
 /// The logistic function, without overflow for either sign (branch-free: `1 / (1 + e)` or
@@ -25,7 +39,12 @@ pub fn sigmoid<T: Float>(x: T) -> T {
 /// `(log(sigmoid(x)), sigmoid(x))` from one exponential `e = exp(-|x|)`.
 #[inline(always)]
 pub fn log_sigmoid_and_sigmoid<T: Float>(x: T) -> (T, T) {
-    let e = (-x.abs()).vexp();
+    log_sigmoid_and_sigmoid_with(x, exp_neg_abs(x))
+}
+
+/// [`log_sigmoid_and_sigmoid`] of `x` given `e = `[`exp_neg_abs`]`(x)`.
+#[inline(always)]
+pub fn log_sigmoid_and_sigmoid_with<T: Float>(x: T, e: T) -> (T, T) {
     let r = T::one() / (T::one() + e);
     let sig = if x >= T::zero() { r } else { e * r };
     (x.min(T::zero()) - e.vln_1p_unit(), sig)

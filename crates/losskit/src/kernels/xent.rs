@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
-use crate::kernels::stable::clip_tie;
+use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
@@ -22,8 +22,13 @@ use crate::kernels::sum::{sum_by, sum_map, sum_zip};
 /// `log σ(±x)` and `σ(±x)` (the same bits as computing each on its own).
 #[inline(always)]
 pub fn bce_logits<T: Float>(t: T, x: T) -> (T, T) {
+    bce_logits_with(t, x, exp_neg_abs(x))
+}
+
+/// [`bce_logits`] given `e = `[`exp_neg_abs`]`(x)` (a first stage computed for a whole tile).
+#[inline(always)]
+pub fn bce_logits_with<T: Float>(t: T, x: T, e: T) -> (T, T) {
     let u = T::one() - t;
-    let e = (-x.abs()).vexp();
     let l = e.vln_1p_unit();
     let (log_sig, log_sig_neg) = (x.min(T::zero()) - l, (-x).min(T::zero()) - l);
     let r = T::one() / (T::one() + e);
