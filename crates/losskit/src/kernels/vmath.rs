@@ -41,14 +41,20 @@ pub trait VMath: Copy {
     /// `ln(x)` for `x` in `[0, 1]` only (`0` gives `-inf`, NaN stays NaN): the bits of
     /// [`vln`](Self::vln) there, without its tests for infinite and negative arguments (the
     /// `log(p)` of a probability).
-    fn vln_unit(self) -> Self;
+    #[inline(always)]
+    fn vln_unit(self) -> Self {
+        self.vln()
+    }
     /// `ln(1 + x)` for `x` in `[0, 1]` only (NaN stays NaN): cheaper than
     /// [`vln_1p`](Self::vln_1p) for softplus-like terms `ln(1 + e^-|z|)`.
     fn vln_1p_unit(self) -> Self;
     /// `ln(1 + x)` for `x` in `[0, sqrt(2) - 1]` only (NaN stays NaN): the bits of
     /// [`vln_1p_unit`](Self::vln_1p_unit) there, without its range reduction (the
     /// `ln(1 + e^{-2|z|})` of log-cosh beyond `|z| = 1/2`).
-    fn vln_1p_small(self) -> Self;
+    #[inline(always)]
+    fn vln_1p_small(self) -> Self {
+        self.vln_1p_unit()
+    }
     /// `ln(1 - x)` for `x` in `[0, 1]` only (NaN stays NaN; `1` gives `-inf`): the `log(1 - p)`
     /// of a probability, cheaper than `(-x).vln_1p()`.
     fn vln_1m_unit(self) -> Self;
@@ -355,14 +361,6 @@ impl VMath for f64 {
     }
     #[inline(always)]
     fn vln_1p_unit(self) -> f64 {
-        self.ln_1p()
-    }
-    #[inline(always)]
-    fn vln_unit(self) -> f64 {
-        self.ln()
-    }
-    #[inline(always)]
-    fn vln_1p_small(self) -> f64 {
         self.ln_1p()
     }
     #[inline(always)]
