@@ -158,13 +158,20 @@ fn split_exponent(u: f32) -> (f32, i32) {
     (m - 1.0, ((bits >> 23) & 0xff) as i32 - 127 + big as i32)
 }
 
+/// `ln(x)` for a positive finite `x`, subnormals included; other arguments give a value that
+/// the callers replace.
 #[inline(always)]
-fn ln_f32(x: f32) -> f32 {
+fn ln_positive(x: f32) -> f32 {
     // subnormals: scale into the normal range first
     let sub = x < f32::MIN_POSITIVE;
     let xs = if sub { x * 8_388_608.0 } else { x };
     let (f, e) = split_exponent(xs);
-    let v = ln_reduced(f, (e - if sub { 23 } else { 0 }) as f32);
+    ln_reduced(f, (e - if sub { 23 } else { 0 }) as f32)
+}
+
+#[inline(always)]
+fn ln_f32(x: f32) -> f32 {
+    let v = ln_positive(x);
     let v = if x == f32::INFINITY { x } else { v };
     let v = if x == 0.0 { f32::NEG_INFINITY } else { v };
     // negative inputs and NaN
@@ -175,14 +182,10 @@ fn ln_f32(x: f32) -> f32 {
     }
 }
 
-/// [`ln_f32`] for `x` in `[0, 1]`: subnormals scaled as there; `0` (and NaN) leave through
-/// one select, `-inf + x`.
+/// [`ln_f32`] for `x` in `[0, 1]`: `0` (and NaN) leave through one select, `-inf + x`.
 #[inline(always)]
 fn ln_unit_f32(x: f32) -> f32 {
-    let sub = x < f32::MIN_POSITIVE;
-    let xs = if sub { x * 8_388_608.0 } else { x };
-    let (f, e) = split_exponent(xs);
-    let v = ln_reduced(f, (e - if sub { 23 } else { 0 }) as f32);
+    let v = ln_positive(x);
     if x > 0.0 {
         v
     } else {
