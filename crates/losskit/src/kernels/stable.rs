@@ -159,6 +159,15 @@ pub fn jax_abs_slope<T: Float>(x: T) -> T {
     }
 }
 
+/// `1 / b` when `b` is a power of two whose inverse `T` holds exactly: then `x * (1 / b)` is
+/// `x / b` for every `x` (both round the same exact value once), without a division.
+pub fn exact_inverse<T: Float>(b: T) -> Option<T> {
+    let inv = T::one() / b;
+    let v = b.f64();
+    let power_of_two = v > 0.0 && v.is_normal() && v.to_bits() & ((1u64 << 52) - 1) == 0;
+    (power_of_two && inv.is_finite() && inv.f64() * v == 1.0).then_some(inv)
+}
+
 /// `x` raised to `floor` when below it, for an `x` that is never NaN (a NaN `x` gives
 /// `floor`): one `vmaxps`, where `T::max` also tests for NaN (two more operations).
 #[inline(always)]
@@ -207,6 +216,27 @@ pub fn clip_tie<T: Float>(x: T, lo: T, hi: T) -> (T, T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_inverse_only_for_powers_of_two_and_then_it_divides() {
+        fn check<T: Float>(b: T, xs: &[T]) {
+            let inv = exact_inverse(b).unwrap_or_else(|| panic!("{b:e}"));
+            for &x in xs {
+                assert_eq!((x * inv).to_f64().map(f64::to_bits), (x / b).to_f64().map(f64::to_bits), "{x:e} / {b:e}");
+            }
+        }
+        let xs32 = [1.0f32, -3.0, 0.1, 1e-45, 1.17e-38, 3.4e38, 12345.678, 0.0, -0.0];
+        let xs64 = [1.0f64, -3.0, 0.1, 5e-324, 2.2e-308, 1.7e308, 12345.678, 0.0, -0.0];
+        for k in [-127, -20, -1, 0, 1, 20, 127] {
+            check(2f32.powi(k), &xs32);
+            check(2f64.powi(k), &xs64);
+        }
+        check(2f64.powi(-1022), &xs64);
+        for b in [3.0f32, 0.1, 1.5, 0.0, -2.0, f32::INFINITY, f32::NAN, 2f32.powi(-130)] {
+            assert_eq!(exact_inverse(b), None, "{b:e}");
+        }
+        assert_eq!(exact_inverse(0.75f64), None);
+    }
 
     #[test]
     fn softplus_extremes() {
