@@ -176,10 +176,10 @@ fn run<T: Float>(
             check_unit_interval("input", input)?;
             check_unit_interval("target", target)
         },
-        // (x is in [0, 1]: its logs are never NaN, nor is x (1 - x), so floors without NaN
-        // tests; elements outside the domain make an error, whatever their values)
-        // (no first stage: the two logarithms are independent)
+        // no first stage: the two logarithms are independent chains
         |_| T::zero(),
+        // x is in [0, 1]: its logs are never NaN, nor is x (1 - x), so floors without NaN
+        // tests; elements outside the domain make an error, whatever their values
         #[inline(always)]
         move |x, y, _, _| (y - one) * floor_at(x.vln_1m_unit(), floor) - y * floor_at(x.vln_unit(), floor),
         #[inline(always)]
