@@ -2,16 +2,17 @@
 
 use rayon::prelude::*;
 
-use super::targets::IndexTargets;
+use super::targets::{IndexTargets, UncheckedTargets};
 use crate::catalog::eval::{entry, Entry, Inputs, Opts, PickFloat};
 use crate::catalog::spec::build::{arg, opt, torch_reduction};
 use crate::catalog::spec::{ArgKind, Family, LossSpec, OptDefault, OptKind};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
+use crate::kernels::alloc::for_overwrite;
 use crate::kernels::axis::AxisLayout;
 use crate::kernels::simd::prefetch;
-use crate::kernels::sum::{par_units, par_zero, CHUNK};
+use crate::kernels::sum::{block_sum, par_units, par_zero, tree_of_block_sums, SplitOut, BLOCK, CHUNK};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
 
@@ -154,11 +155,10 @@ fn run<T: Float>(
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let reduction = options.reduction.check(TORCH_REDUCTIONS)?;
-    let targets = IndexTargets::new(input.shape(), target, weight, options.ignore_index)?;
-    let layout = targets.rows.layout;
-    let x = input.data();
-    let values = gather_values(x, &layout, &targets);
-    let loss = targets.reduce(values, reduction);
+    let unchecked = UncheckedTargets::new(input.shape(), target, weight, options.ignore_index)?;
+    let layout = unchecked.rows().layout;
+    let (targets, values, total) = gather_values(input.data(), &layout, unchecked, reduction == Reduction::None)?;
+    let loss = targets.reduce_summed(values, total, reduction);
     let Some(bw) = backward else {
         return Ok((loss, Grads::default()));
     };
@@ -197,28 +197,57 @@ fn run<T: Float>(
     Ok((loss, sink.finish()))
 }
 
-/// Each row's value `-w[t] x[r, t]`: one load per row from anywhere in the input, so each row
-/// is a cache miss (and with long rows a miss of the address translation too). The loop is kept
-/// to a few instructions per row (the weights matched once, not per row; contiguous rows
-/// indexed without a division, see `AxisLayout::base`), and it [`prefetch`]es the element of
-/// the row [`GATHER_AHEAD`] rows on, whose class it reads from the targets: many misses are in
-/// flight at once instead of the few the out-of-order window holds. Many rows are split over
-/// the threads (every value depends on its row only: the same bits).
-fn gather_values<T: Float>(x: &[T], layout: &AxisLayout, targets: &IndexTargets<'_, T>) -> Vec<T> {
+/// Each row's value `-w[t] x[r, t]` (kept for `none`), their sum (the fixed tree of
+/// [`sum_by`](crate::kernels::sum::sum_by), from block sums), and the class ids checked in the
+/// same pass: one load per row from anywhere in the input, so each row is a cache miss (and
+/// with long rows a miss of the address translation too), and the checks and the count of the
+/// rows not ignored, which a separate scan of the ids would cost, come free under the misses.
+///
+/// The loop is kept to a few instructions per row (the weights matched once, not per row;
+/// contiguous rows indexed without a division, see `AxisLayout::base`), and it [`prefetch`]es
+/// the element of the row [`GATHER_AHEAD`] rows on, whose class it reads from the targets: many
+/// misses are in flight at once instead of the few the out-of-order window holds. Many rows
+/// are split over the threads in whole blocks (every value depends on its row only, and the
+/// block sums are joined in one fixed tree: the same bits).
+fn gather_values<'a, T: Float>(
+    x: &[T],
+    layout: &AxisLayout,
+    targets: UncheckedTargets<'a, T>,
+    keep: bool,
+) -> Result<(IndexTargets<'a, T>, Option<Vec<T>>, f64)> {
     let rows = layout.rows();
-    let mut values = vec![T::zero(); rows];
-    let gather = |r0: usize, out: &mut [T]| match targets.weight() {
-        None => gather_rows(x, layout, targets, r0, out, |_| T::one()),
-        Some(w) => gather_rows(x, layout, targets, r0, out, |t| w[t]),
-    };
+    let mut values = keep.then(|| for_overwrite::<T>(rows));
+    let mut parts = vec![0.0f64; rows.div_ceil(BLOCK)];
     let threads = rayon::current_num_threads();
-    if rows >= GATHER_PARALLEL_MIN && threads > 1 {
-        let per_thread = rows.div_ceil(threads);
-        values.par_chunks_mut(per_thread).enumerate().for_each(|(i, out)| gather(i * per_thread, out));
+    let per_task = if rows >= GATHER_PARALLEL_MIN && threads > 1 { parts.len().div_ceil(threads) } else { parts.len() };
+    let mut rest = values.as_deref_mut();
+    let tasks: Vec<_> = parts
+        .chunks_mut(per_task.max(1))
+        .enumerate()
+        .map(|(i, p)| {
+            let r0 = i * per_task * BLOCK;
+            (r0, p, rest.split_front((rows - r0).min(per_task * BLOCK)))
+        })
+        .collect();
+    let gather = |(r0, p, v): (usize, &mut [f64], Option<&mut [T]>)| match targets.weight() {
+        None => gather_blocks(x, layout, &targets, r0, p, v, |_| T::one()),
+        Some(w) => gather_blocks(x, layout, &targets, r0, p, v, |t| w[t]),
+    };
+    let found: Vec<Found> = if tasks.len() > 1 {
+        tasks.into_par_iter().map(gather).collect()
     } else {
-        gather(0, &mut values);
-    }
-    values
+        tasks.into_iter().map(gather).collect()
+    };
+    let first_bad = found.iter().find_map(|f| f.first_bad);
+    let targets = targets.checked(first_bad, || found.iter().map(|f| f.kept).sum())?;
+    Ok((targets, values, tree_of_block_sums(&parts)))
+}
+
+/// What [`gather_blocks`] found in its rows: how many are not ignored, and the first whose id
+/// is neither a class nor `ignore_index`.
+struct Found {
+    kept: usize,
+    first_bad: Option<usize>,
 }
 
 /// Rows ahead whose element [`gather_values`] prefetches: about the misses one core keeps in
@@ -228,27 +257,51 @@ const GATHER_AHEAD: usize = 24;
 /// as a fork-join.
 const GATHER_PARALLEL_MIN: usize = 2048;
 
-/// `out[k] = -weight(t) x[r, t]` for row `r = r0 + k` of class `t` (0 for an ignored row).
+/// The rows of blocks `parts` (from row `r0`): `-weight(t) x[r, t]` for row `r` of class `t`
+/// (0 for an ignored or invalid row) into `values` (or a scratch block), each block's
+/// [`block_sum`] into `parts`.
 #[inline(always)]
-fn gather_rows<T: Float>(
+fn gather_blocks<T: Float>(
     x: &[T],
     layout: &AxisLayout,
-    targets: &IndexTargets<'_, T>,
+    targets: &UncheckedTargets<'_, T>,
     r0: usize,
-    out: &mut [T],
+    parts: &mut [f64],
+    mut values: Option<&mut [T]>,
     weight: impl Fn(usize) -> T,
-) {
-    let end = r0 + out.len();
-    for (k, v) in out.iter_mut().enumerate() {
-        let r = r0 + k;
-        let ahead = r + GATHER_AHEAD;
-        if ahead < end {
-            if let Some(t) = targets.class(ahead) {
-                prefetch(x.as_ptr().wrapping_add(layout.at(ahead, t)));
+) -> Found {
+    let (ids, ignore, classes) = (targets.ids(), targets.ignore_index(), layout.len as u64);
+    let rows = ids.len();
+    let mut found = Found { kept: 0, first_bad: None };
+    let mut scratch = [T::zero(); BLOCK];
+    for (b, part) in parts.iter_mut().enumerate() {
+        let s = r0 + b * BLOCK;
+        let len = BLOCK.min(rows - s);
+        let v: &mut [T] = match values.split_front(len) {
+            Some(v) => v,
+            None => &mut scratch[..len],
+        };
+        for (k, v) in v.iter_mut().enumerate() {
+            let r = s + k;
+            if let Some(&t) = ids.get(r + GATHER_AHEAD) {
+                if (t as u64) < classes {
+                    prefetch(x.as_ptr().wrapping_add(layout.at(r + GATHER_AHEAD, t as usize)));
+                }
             }
+            let t = ids[r];
+            *v = if t == ignore {
+                T::zero()
+            } else if (t as u64) < classes {
+                found.kept += 1;
+                -x[layout.at(r, t as usize)] * weight(t as usize)
+            } else {
+                found.first_bad.get_or_insert(r);
+                T::zero()
+            };
         }
-        *v = targets.class(r).map_or(T::zero(), |t| -x[layout.at(r, t)] * weight(t));
+        *part = block_sum(v);
     }
+    found
 }
 
 fn eval<T: PickFloat>(
@@ -308,5 +361,43 @@ mod tests {
         assert!(matches!(e, LossError::InvalidOption { ref option, .. } if option == "reduction"));
         let e = nll(View::new(&x[..1], &[]).unwrap(), View::from(&t[..]), None, &NllOptions::default());
         assert!(matches!(e, Err(LossError::Shape { .. })));
+    }
+
+    /// The gather checks the ids in its own pass, in blocks split over the threads: the error
+    /// names the first bad id whatever the split, and the values, their sum and the count of
+    /// kept rows are those of the plain definition (ids checked first, `sum_acc` of the values).
+    #[test]
+    fn the_gathers_checks_and_sums_match_the_plain_definition() {
+        let (rows, classes) = (3 * GATHER_PARALLEL_MIN + 5, 7);
+        let x: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919) % 1013) as f32 * 1e-2 - 5.0).collect();
+        let mut t: Vec<i64> = (0..rows).map(|r| ((r * 31) % classes) as i64).collect();
+        for r in (0..rows).step_by(97) {
+            t[r] = -100;
+        }
+        let w: Vec<f32> = (0..classes).map(|c| 0.5 + c as f32).collect();
+        let plain: Vec<f32> = (0..rows)
+            .map(|r| if t[r] == -100 { 0.0 } else { -x[r * classes + t[r] as usize] * w[t[r] as usize] })
+            .collect();
+        let total_w = crate::kernels::sum::sum_by(rows, |r| if t[r] == -100 { 0.0 } else { w[t[r] as usize] as f64 });
+        let want_mean = (crate::kernels::sum::sum_acc(&plain) / total_w) as f32;
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let input = || View::new(&x, &[rows, classes]).unwrap();
+                let none = NllOptions { reduction: Reduction::None, ..Default::default() };
+                let out = nll(input(), View::from(&t[..]), Some(View::from(&w[..])), &none).unwrap();
+                assert_eq!(out.data(), &plain[..], "{threads} threads");
+                let mean = nll(input(), View::from(&t[..]), Some(View::from(&w[..])), &NllOptions::default()).unwrap();
+                assert_eq!(mean.item().unwrap().to_bits(), want_mean.to_bits(), "{threads} threads");
+                // two bad ids in different blocks (and different tasks): the first is named
+                let mut bad = t.clone();
+                (bad[2 * GATHER_PARALLEL_MIN + 1], bad[GATHER_PARALLEL_MIN + 3]) = (classes as i64, -1);
+                let e = nll(input(), View::from(&bad[..]), None, &none).unwrap_err();
+                assert!(
+                    matches!(e, LossError::IndexOutOfRange { index: -1, position, .. } if position == GATHER_PARALLEL_MIN + 3),
+                    "{threads} threads: {e}"
+                );
+            });
+        }
     }
 }

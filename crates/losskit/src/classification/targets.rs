@@ -12,7 +12,7 @@ use crate::float::Float;
 use crate::grad::Upstream;
 use crate::kernels::axis::AxisLayout;
 use crate::kernels::sum::sum_by;
-use crate::reduction::{reduce, reduce_cot, Reduction};
+use crate::reduction::{reduce, reduce_cot, reduce_summed, Reduction};
 use crate::tensor::{fmt_shape, Tensor, View};
 
 /// The rows of a classification input along its class dimension.
@@ -80,10 +80,15 @@ pub(crate) struct IndexTargets<'a, T> {
     denominator: f64,
 }
 
-impl<'a, T: Float> IndexTargets<'a, T> {
+/// Index targets whose shape and class weights are checked but whose class ids are not yet:
+/// [`check`](Self::check) scans the ids, or a kernel that reads every id anyway checks them in
+/// its own pass and hands what it found to [`checked`](Self::checked) (nll's gather: a separate
+/// scan of the ids cost it about a fifth of its time).
+pub(crate) struct UncheckedTargets<'a, T>(IndexTargets<'a, T>);
+
+impl<'a, T: Float> UncheckedTargets<'a, T> {
     /// Checks `target` against an input of shape `input_shape`: shape `()` for a `(C)` input,
-    /// `(N, d1, ..., dK)` for `(N, C, d1, ..., dK)`; every value in `[0, C)` or equal to
-    /// `ignore_index`; `weight` of shape `(C)`.
+    /// `(N, d1, ..., dK)` for `(N, C, d1, ..., dK)`; `weight` of shape `(C)`.
     ///
     /// (PyTorch's forward also takes a `(1)` target for a `(C)` input, but its backward and its
     /// label smoothing then fail; the contract keeps to `()`.)
@@ -108,32 +113,83 @@ impl<'a, T: Float> IndexTargets<'a, T> {
             };
             return Err(LossError::shape("target", expected, ts));
         }
-        let classes = rows.classes();
-        let weight = class_weight(weight, classes)?;
-        let targets = target.data();
-        if let Some(position) = first_bad_class(targets, classes, Some(ignore_index)) {
+        let weight = class_weight(weight, rows.classes())?;
+        Ok(UncheckedTargets(IndexTargets { rows, targets: target.data(), ignore_index, weight, denominator: f64::NAN }))
+    }
+
+    /// The input's rows.
+    pub(crate) fn rows(&self) -> &ClassRows {
+        &self.0.rows
+    }
+
+    /// The class ids, one per row, not checked.
+    pub(crate) fn ids(&self) -> &'a [i64] {
+        self.0.targets
+    }
+
+    /// The id of the rows to skip.
+    pub(crate) fn ignore_index(&self) -> i64 {
+        self.0.ignore_index
+    }
+
+    /// The per-class weights, if given.
+    pub(crate) fn weight(&self) -> Option<&'a [T]> {
+        self.0.weight
+    }
+
+    /// Every id checked to lie in `[0, C)` or equal `ignore_index`.
+    pub(crate) fn check(self) -> Result<IndexTargets<'a, T>> {
+        let (ids, ignore) = (self.0.targets, self.0.ignore_index);
+        let first_bad = first_bad_class(ids, self.0.rows.classes(), Some(ignore));
+        let kept = || {
+            crate::kernels::simd::dispatch(
+                #[inline(always)]
+                || ids.iter().map(|&t| usize::from(t != ignore)).sum::<usize>(),
+            )
+        };
+        self.checked(first_bad, kept)
+    }
+
+    /// The targets, given what a caller's own pass over every id found: the position of the
+    /// first id outside `[0, C)` that is not `ignore_index` (an error naming it), else the
+    /// number of ids that are not `ignore_index` (called only then; with weights, the
+    /// denominator is their weights' sum instead, from one more pass over the ids).
+    pub(crate) fn checked(self, first_bad: Option<usize>, kept: impl FnOnce() -> usize) -> Result<IndexTargets<'a, T>> {
+        let mut it = self.0;
+        let (ids, ignore) = (it.targets, it.ignore_index);
+        if let Some(position) = first_bad {
             return Err(LossError::IndexOutOfRange {
                 arg: "target".into(),
-                index: targets[position],
+                index: ids[position],
                 position,
-                valid: format!("0 <= index < {classes} or == ignore_index {ignore_index}"),
+                valid: format!("0 <= index < {} or == ignore_index {ignore}", it.rows.classes()),
             });
         }
-        let denominator = match weight {
-            None => crate::kernels::simd::dispatch(
-                #[inline(always)]
-                || targets.iter().map(|&t| usize::from(t != ignore_index)).sum::<usize>(),
-            ) as f64,
-            Some(w) => sum_by(targets.len(), |r| {
-                let t = targets[r];
-                if t == ignore_index {
+        it.denominator = match it.weight {
+            None => kept() as f64,
+            Some(w) => sum_by(ids.len(), |r| {
+                let t = ids[r];
+                if t == ignore {
                     0.0
                 } else {
                     w[t as usize].acc()
                 }
             }),
         };
-        Ok(IndexTargets { rows, targets, ignore_index, weight, denominator })
+        Ok(it)
+    }
+}
+
+impl<'a, T: Float> IndexTargets<'a, T> {
+    /// Checks `target` against an input of shape `input_shape` ([`UncheckedTargets::new`]),
+    /// then every class id ([`UncheckedTargets::check`]).
+    pub(crate) fn new(
+        input_shape: &[usize],
+        target: &'a View<'_, i64>,
+        weight: Option<&'a View<'_, T>>,
+        ignore_index: i64,
+    ) -> Result<Self> {
+        UncheckedTargets::new(input_shape, target, weight, ignore_index)?.check()
     }
 
     /// The class of row `r`, or `None` when its target is `ignore_index`.
@@ -160,6 +216,12 @@ impl<'a, T: Float> IndexTargets<'a, T> {
     /// ignored (NaN when that is 0/0, as in PyTorch).
     pub(crate) fn reduce(&self, values: Vec<T>, reduction: Reduction) -> Tensor<T> {
         reduce(values, &self.rows.out_shape, reduction, Some(self.denominator))
+    }
+
+    /// [`reduce`](Self::reduce) for a kernel that summed the values as it computed them
+    /// (`values` kept for `none` only).
+    pub(crate) fn reduce_summed(&self, values: Option<Vec<T>>, total: f64, reduction: Reduction) -> Tensor<T> {
+        reduce_summed(values, total, &self.rows.out_shape, reduction, Some(self.denominator))
     }
 
     /// The gradient of the reduced loss with respect to each row's loss: the (scaled) upstream

@@ -180,6 +180,14 @@ pub fn tree(parts: &[f64]) -> f64 {
     }
 }
 
+/// The sum of [`sum_by`] from its block sums (`parts[b]` the sum of elements
+/// `b * BLOCK..(b + 1) * BLOCK`, as [`block_sum`] gives it), joined by the same tree: for a
+/// kernel that sums its values block by block as it computes them, in blocks of its own order.
+pub fn tree_of_block_sums(parts: &[f64]) -> f64 {
+    let chunks: Vec<f64> = parts.chunks(CHUNK / BLOCK).map(tree).collect();
+    tree(&chunks)
+}
+
 /// One chunk `start..end` (at most [`CHUNK`] elements) cut into blocks, `block(b, e)` the sum
 /// of block `b..e`, the block sums joined by the tree.
 #[inline(always)]
@@ -538,6 +546,15 @@ mod tests {
             assert_eq!(map.to_bits(), sum_by(n, |i| (a[i] as f64).exp()).to_bits(), "n={n}");
         }
         assert_eq!(sum_map::<f64>(&[], |x| x), 0.0);
+    }
+
+    #[test]
+    fn the_tree_of_block_sums_is_sum_by() {
+        for n in [0usize, 1, BLOCK, BLOCK + 1, CHUNK, CHUNK + 5 * BLOCK + 3, 3 * CHUNK + 1] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 * 1.37e-3 - 0.6).collect();
+            let parts: Vec<f64> = a.chunks(BLOCK).map(block_sum).collect();
+            assert_eq!(tree_of_block_sums(&parts).to_bits(), sum_acc(&a).to_bits(), "n={n}");
+        }
     }
 
     #[test]
