@@ -11,7 +11,7 @@ use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::alloc::for_overwrite;
 use crate::kernels::axis::AxisLayout;
-use crate::kernels::simd::prefetch;
+use crate::kernels::simd::{prefetch, streams, zero};
 use crate::kernels::sum::{block_sum, par_units, par_zero, tree_of_block_sums, SplitOut, BLOCK, CHUNK};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
@@ -170,11 +170,13 @@ fn run<T: Float>(
     let entry = |r: usize, t: usize| -(targets.weight_of(t) * cot[r]);
     match gx {
         Some(gx) if layout.inner == 1 => {
-            // contiguous rows: each chunk of rows zeroed, then its entries set while it is in cache
+            // contiguous rows: each chunk of rows zeroed, then its entries set (a gradient too
+            // large for the cache zeroed around it: the entries then cost a line per row)
             let classes = layout.len;
+            let stream = streams::<T>(gx.len());
             par_units(layout.rows(), (CHUNK / classes.max(1)).max(1), Some(gx), classes, |r0, r1, part| {
                 if let Some(part) = part {
-                    part.fill(T::zero());
+                    zero(part, stream);
                     for r in r0..r1 {
                         if let Some(t) = targets.class(r) {
                             part[(r - r0) * classes + t] = entry(r, t);

@@ -48,8 +48,84 @@ pub fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// Outputs at least this large (bytes) are zeroed around the caches ([`zero`]): half the
+/// last-level cache of the machines this library is measured on. A larger buffer does not stay
+/// in the cache until it is read anyway.
+pub const STREAM_MIN_BYTES: usize = 16 << 20;
+
+/// True when a buffer of `len` elements of `T` is large enough for [`zero`] to stream.
+#[inline]
+pub fn streams<T>(len: usize) -> bool {
+    len.saturating_mul(std::mem::size_of::<T>()) >= STREAM_MIN_BYTES
+}
+
+/// Sets every element of `b` to zero; with `stream`, by non-temporal stores.
+///
+/// A plain store to a line that is not in the cache first reads the line from memory (to own
+/// it), so zeroing a large buffer moves it twice; a non-temporal store writes whole lines
+/// without reading them (nll's 128 MB gradient: about 2.5x faster on one thread). The lines
+/// then are not in the cache: only for buffers too large to stay there ([`streams`]).
+/// Zero is all-zero bits in `f32` and `f64`, so the body is written as 16-byte integer
+/// vectors whatever `T` is.
+#[inline]
+pub fn zero<T: Copy + Default>(b: &mut [T], stream: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if stream {
+        use core::arch::x86_64::{__m128i, _mm_setzero_si128, _mm_sfence, _mm_stream_si128};
+        const VECTOR: usize = 16;
+        let size = std::mem::size_of::<T>();
+        // the elements before the first 16-byte boundary, the whole vectors, the rest
+        let head = b.as_ptr().align_offset(VECTOR).min(b.len());
+        let (first, rest) = b.split_at_mut(head);
+        first.fill(T::default());
+        let per = if size > 0 && VECTOR.is_multiple_of(size) { VECTOR / size } else { 0 };
+        let vectors = rest.len().checked_div(per).unwrap_or(0);
+        let (body, last) = rest.split_at_mut(vectors * per);
+        last.fill(T::default());
+        let p = body.as_mut_ptr().cast::<__m128i>();
+        for i in 0..vectors {
+            // SAFETY: `body` starts at a 16-byte boundary (`align_offset`, and an empty head
+            // only when the slice starts there) and holds `vectors * 16` bytes, so vector `i`
+            // lies inside it, aligned as `movntdq` requires. `T` is plain data (`f32`, `f64`):
+            // all-zero bytes are its zero (the callers' `Float` types; `Default` gives the same
+            // bits). SSE2 is part of the x86-64 baseline.
+            unsafe { _mm_stream_si128(p.add(i), _mm_setzero_si128()) };
+        }
+        // the streamed stores are weakly ordered: fence them before anything else may read
+        // the buffer (another thread after the join, or this one)
+        // SAFETY: `sfence` only orders stores; SSE is part of the x86-64 baseline.
+        unsafe { _mm_sfence() };
+        return;
+    }
+    let _ = stream;
+    b.fill(T::default());
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn zero_streams_every_element_whatever_the_alignment() {
+        // every start offset and length around the 16-byte vectors, f32 and f64, both ways
+        let mut v32 = vec![1.5f32; 200];
+        let mut v64 = vec![-2.5f64; 200];
+        for start in 0..6 {
+            for len in [0usize, 1, 3, 4, 5, 8, 17, 100, 150] {
+                for stream in [false, true] {
+                    v32.fill(1.5);
+                    super::zero(&mut v32[start..start + len], stream);
+                    assert!(v32[start..start + len].iter().all(|&x| x.to_bits() == 0));
+                    assert!(v32[..start].iter().chain(&v32[start + len..]).all(|&x| x == 1.5));
+                    v64.fill(-2.5);
+                    super::zero(&mut v64[start..start + len], stream);
+                    assert!(v64[start..start + len].iter().all(|&x| x.to_bits() == 0));
+                    assert!(v64[..start].iter().chain(&v64[start + len..]).all(|&x| x == -2.5));
+                }
+            }
+        }
+        assert!(super::streams::<f32>(4 << 20) && !super::streams::<f32>((4 << 20) - 1));
+        assert!(super::streams::<f64>(2 << 20) && super::streams::<f64>(usize::MAX));
+    }
+
     #[test]
     fn prefetch_of_any_address_is_harmless() {
         // inside, at the end of and far past an allocation, and null: no fault, no change

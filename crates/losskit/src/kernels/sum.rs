@@ -382,11 +382,13 @@ pub fn par_chunks<O: SplitOut>(n: usize, outs: O, chunk: impl Fn(usize, usize, O
 }
 
 /// Sets every element of `b` to zero, large buffers on every thread (fixed chunks): their
-/// first-touch page faults are shared too.
+/// first-touch page faults are shared too. Buffers too large to stay in the cache are written
+/// around it ([`zero`](crate::kernels::simd::zero)).
 pub fn par_zero<T: Float>(b: &mut [T]) {
+    let stream = crate::kernels::simd::streams::<T>(b.len());
     par_chunks(b.len(), Some(b), |_, _, part| {
         if let Some(part) = part {
-            part.fill(T::zero());
+            crate::kernels::simd::zero(part, stream);
         }
         0.0
     });
