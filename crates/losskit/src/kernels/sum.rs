@@ -85,7 +85,7 @@ pub fn block_sums<T: Float>(xs: &[T], len: usize, out: &mut [f64]) {
 struct BlockSums<'a, T>(&'a [T], usize, &'a mut [f64]);
 
 /// Pieces of at most this many elements are summed one at a time by [`block_sums`].
-const SHORT_PIECE: usize = 4 * LANES;
+pub const SHORT_PIECE: usize = 4 * LANES;
 
 impl<T: Float> pulp::WithSimd for BlockSums<'_, T> {
     type Output = ();
