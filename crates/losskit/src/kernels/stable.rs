@@ -2,6 +2,7 @@
 //! its argument, including the extremes (`±1e4`, `0`, `1`, `±inf`).
 
 use crate::float::Float;
+use crate::kernels::vmath::VMath;
 
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
 #[inline(always)]
@@ -64,7 +65,7 @@ pub fn xlogy<T: Float>(x: T, y: T) -> T {
 /// `z^2` (least-squares fits of `log(cosh z) / z^2` and `tanh(z) / z`, relative error below
 /// `5e-8`), above it `|z| + log1p(e^{-2|z|}) - log 2` and `(1 - e^{-2|z|}) / (1 + e^{-2|z|})`,
 /// with one exponential for both (just above `1/2` the cancellation of `|z| - log 2` costs a
-/// few ulps: 6.3e-7 relative at worst, measured). `f64` uses [`log_cosh`] and the standard library's `tanh`.
+/// few ulps: 6.3e-7 relative at worst, measured). `f64`: [`log_cosh_tanh_f64`].
 #[inline(always)]
 pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
     log_cosh_tanh_with(z, log_cosh_exp(z))
@@ -76,9 +77,6 @@ pub fn log_cosh_tanh<T: Float>(z: T) -> (T, T) {
 /// dependent operations too long for the CPU to overlap across enough elements.
 #[inline(always)]
 pub fn log_cosh_exp<T: Float>(z: T) -> T {
-    if T::DTYPE == crate::float::DType::F64 {
-        return T::zero();
-    }
     (-(z.abs() + z.abs())).vexp()
 }
 
@@ -86,7 +84,8 @@ pub fn log_cosh_exp<T: Float>(z: T) -> T {
 #[inline(always)]
 pub fn log_cosh_tanh_with<T: Float>(z: T, t: T) -> (T, T) {
     if T::DTYPE == crate::float::DType::F64 {
-        return (log_cosh(z), z.tanh());
+        let (lc, th) = log_cosh_tanh_f64(z.f64(), t.f64());
+        return (T::of(lc), T::of(th));
     }
     const LOG_COSH: [f64; 6] = [
         -5.743_895_890_191_197e-4,
@@ -110,6 +109,45 @@ pub fn log_cosh_tanh_with<T: Float>(z: T, t: T) -> (T, T) {
     // (above 1/2, t <= 1/e lies in the range of vln_1p_small)
     let lc = if small { u * horner6(&LOG_COSH, u) } else { a + t.vln_1p_small() - T::LN_2() };
     let th = if small { a * horner6(&TANH, u) } else { (T::one() - t) / (T::one() + t) };
+    (lc, th.copysign(z))
+}
+
+/// [`log_cosh_tanh`] in `f64`, vectorisable, given `t = e^{-2|z|}`: within a few ulps of
+/// [`log_cosh`] and the standard library's `tanh` (below `1.1e-15` and `6.4e-16` relative,
+/// tested), where those two kept the loop scalar (2-3x slower than PyTorch's expression):
+/// - `|z| <= 1`: with `s = sinh(|z|/2)` from its Taylor series (to `y^17 / 17!`, what it leaves
+///   out is below `3e-20` relative), `log(cosh z) = log1p(2 s^2)` and
+///   `tanh|z| = 2 s sqrt(1 + s^2) / (1 + 2 s^2)` (`sinh |z| = 2 s cosh(|z|/2)`,
+///   `cosh |z| = 1 + 2 s^2`): no cancellation for small `z`;
+/// - above: `|z| + log1p(t) - log 2` and `(1 - t) / (1 + t)` (`t <= e^-2`).
+#[inline(always)]
+pub fn log_cosh_tanh_f64(z: f64, t: f64) -> (f64, f64) {
+    let a = z.abs();
+    // sinh(y) = y (1 + y^2/3! + y^4/5! + ... + y^16/17!) for y = a/2 <= 1/2, Estrin in y^2
+    const C: [f64; 9] = {
+        let mut c = [1.0; 9];
+        let mut f = 1.0;
+        let mut k = 1;
+        while k < 9 {
+            f *= ((2 * k) * (2 * k + 1)) as f64;
+            c[k] = 1.0 / f;
+            k += 1;
+        }
+        c
+    };
+    let y = a * 0.5;
+    let w = y * y;
+    let w2 = w * w;
+    let w4 = w2 * w2;
+    let p = |k: usize| C[k + 1].mul_add(w, C[k]);
+    let q03 = p(2).mul_add(w2, p(0));
+    let q47 = p(6).mul_add(w2, p(4));
+    let poly = C[8].mul_add(w4, q47).mul_add(w4, q03);
+    let s = y * poly;
+    let s2 = s * s;
+    let small = a <= 1.0;
+    let lc = if small { (s2 + s2).vln_1p_unit() } else { a + t.vln_1p_unit() - std::f64::consts::LN_2 };
+    let th = if small { (s + s) * (1.0 + s2).sqrt() / (1.0 + (s2 + s2)) } else { (1.0 - t) / (1.0 + t) };
     (lc, th.copysign(z))
 }
 
@@ -299,6 +337,28 @@ mod tests {
         // both branches agree at the switch
         let (below, above) = (log_cosh(1.0f64), 1.0 + (-2.0f64).exp().ln_1p() - std::f64::consts::LN_2);
         assert!((below - above).abs() < 2e-16);
+    }
+
+    #[test]
+    fn vectorisable_f64_log_cosh_and_tanh_are_precise() {
+        // against the precise scalar forms: both branches, their switch, tiny and huge |z|
+        let mut worst = (0.0f64, 0.0f64);
+        let zs = (0..=40_000).map(|i| i as f64 * 5e-4 - 10.0).chain([1e-300, 1e-8, 1.0, 1.0 + 1e-15, 30.0, 800.0, 1e4]);
+        for z in zs.flat_map(|z| [z, -z]) {
+            let (lc, th) = log_cosh_tanh_f64(z, log_cosh_exp(z));
+            let (want_lc, want_th) = (log_cosh(z), z.tanh());
+            let rel = |a: f64, b: f64| if a == b { 0.0 } else { ((a - b) / b).abs() };
+            worst.0 = worst.0.max(rel(lc, want_lc));
+            worst.1 = worst.1.max(rel(th, want_th));
+        }
+        // (measured: 4.8 and 2.9 epsilons, the references' own rounding included)
+        assert!(worst.0 < 8.0 * f64::EPSILON && worst.1 < 4.0 * f64::EPSILON, "{worst:?}");
+        let (lc, th) = log_cosh_tanh_f64(f64::NAN, log_cosh_exp(f64::NAN));
+        assert!(lc.is_nan() && th.is_nan());
+        let (lc, th) = log_cosh_tanh_f64(f64::INFINITY, 0.0);
+        assert_eq!((lc, th), (f64::INFINITY, 1.0));
+        assert_eq!(log_cosh_tanh_f64(0.0, 1.0), (0.0, 0.0));
+        assert_eq!(log_cosh_tanh_f64(-0.0, 1.0).1.to_bits(), (-0.0f64).to_bits());
     }
 
     #[test]
