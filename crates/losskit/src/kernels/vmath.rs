@@ -232,25 +232,40 @@ fn ln_1p_unit_f32(x: f32) -> f32 {
 ///   (never subnormal: at least `2^-24` unless 0).
 #[inline(always)]
 fn ln_1m_unit_f32(x: f32) -> f32 {
-    let (f_u, e_u) = split_exponent(1.0 - x);
-    let small = x <= 1.0 - std::f32::consts::FRAC_1_SQRT_2;
-    let mid = x < 0.5;
+    ln_1m_unit_by(
+        x,
+        #[inline(always)]
+        |u| {
+            let (f, e) = split_exponent(u);
+            (f, e as f32)
+        },
+        ln_reduced,
+    )
+}
+
+/// The reductions of `ln_1m_unit` for either dtype, given its `split` of a positive normal `u`
+/// into `(m - 1, e)` and its `reduced` logarithm `ln(1 + f) + e ln 2` (see [`ln_1m_unit_f32`]).
+#[inline(always)]
+fn ln_1m_unit_by<T: crate::float::Float>(x: T, split: impl Fn(T) -> (T, T), reduced: impl Fn(T, T) -> T) -> T {
+    let (f_u, e_u) = split(T::one() - x);
+    let small = x <= T::one() - T::FRAC_1_SQRT_2();
+    let mid = x < T::of(0.5);
     let f = if small {
         -x
     } else if mid {
-        fma(-2.0, x, 1.0)
+        T::of(-2.0).mul_add(x, T::one())
     } else {
         f_u
     };
     let e = if small {
-        0.0
+        T::zero()
     } else if mid {
-        -1.0
+        -T::one()
     } else {
-        e_u as f32
+        e_u
     };
-    let v = ln_reduced(f, e);
-    let v = if x == 1.0 { f32::NEG_INFINITY } else { v };
+    let v = reduced(f, e);
+    let v = if x == T::one() { T::neg_infinity() } else { v };
     if x.is_nan() {
         x
     } else {
@@ -526,30 +541,12 @@ mod f64_impl {
     /// `ln(1 - x)` for `x` in `[0, 1]`: as `ln_1m_unit_f32`, every case an exact reduction.
     #[inline(always)]
     pub(super) fn ln_1m_unit(x: f64) -> f64 {
-        let (f_u, e_u) = split_exponent(1.0 - x);
-        let small = x <= 1.0 - std::f64::consts::FRAC_1_SQRT_2;
-        let mid = x < 0.5;
-        let f = if small {
-            -x
-        } else if mid {
-            fma(-2.0, x, 1.0)
-        } else {
-            f_u
-        };
-        let e = if small {
-            0.0
-        } else if mid {
-            -1.0
-        } else {
-            e_u
-        };
-        let v = ln_reduced(f, e, 0.0);
-        let v = if x == 1.0 { f64::NEG_INFINITY } else { v };
-        if x.is_nan() {
-            x
-        } else {
-            v
-        }
+        super::ln_1m_unit_by(
+            x,
+            split_exponent,
+            #[inline(always)]
+            |f, e| ln_reduced(f, e, 0.0),
+        )
     }
 }
 
