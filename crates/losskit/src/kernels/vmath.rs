@@ -176,12 +176,18 @@ fn ln_positive(x: f32) -> f32 {
 
 #[inline(always)]
 fn ln_f32(x: f32) -> f32 {
-    let v = ln_positive(x);
-    let v = if x == f32::INFINITY { x } else { v };
-    let v = if x == 0.0 { f32::NEG_INFINITY } else { v };
+    ln_by(x, ln_positive(x))
+}
+
+/// `ln(x)` for either dtype given `v`, its logarithm where `x` is positive and finite: the
+/// special arguments replace it by selects.
+#[inline(always)]
+fn ln_by<T: crate::float::Float>(x: T, v: T) -> T {
+    let v = if x == T::infinity() { x } else { v };
+    let v = if x == T::zero() { T::neg_infinity() } else { v };
     // negative inputs and NaN
-    if x < 0.0 || x.is_nan() {
-        f32::NAN
+    if x < T::zero() || x.is_nan() {
+        T::nan()
     } else {
         v
     }
@@ -190,11 +196,16 @@ fn ln_f32(x: f32) -> f32 {
 /// [`ln_f32`] for `x` in `[0, 1]`: `0` (and NaN) leave through one select, `-inf + x`.
 #[inline(always)]
 fn ln_unit_f32(x: f32) -> f32 {
-    let v = ln_positive(x);
-    if x > 0.0 {
+    ln_unit_by(x, ln_positive(x))
+}
+
+/// [`ln_by`] for `x` in `[0, 1]` (see [`ln_unit_f32`]).
+#[inline(always)]
+fn ln_unit_by<T: crate::float::Float>(x: T, v: T) -> T {
+    if x > T::zero() {
         v
     } else {
-        f32::NEG_INFINITY + x
+        T::neg_infinity() + x
     }
 }
 
@@ -488,25 +499,13 @@ mod f64_impl {
 
     #[inline(always)]
     pub(super) fn ln(x: f64) -> f64 {
-        let v = ln_positive(x);
-        let v = if x == f64::INFINITY { x } else { v };
-        let v = if x == 0.0 { f64::NEG_INFINITY } else { v };
-        if x < 0.0 || x.is_nan() {
-            f64::NAN
-        } else {
-            v
-        }
+        super::ln_by(x, ln_positive(x))
     }
 
     /// `ln(x)` for `x` in `[0, 1]` (`0` and NaN leave through one select).
     #[inline(always)]
     pub(super) fn ln_unit(x: f64) -> f64 {
-        let v = ln_positive(x);
-        if x > 0.0 {
-            v
-        } else {
-            f64::NEG_INFINITY + x
-        }
+        super::ln_unit_by(x, ln_positive(x))
     }
 
     /// `ln(u) + (x - (u - 1)) / u` with `u = 1 + x` (see the module notes), the correction
