@@ -580,24 +580,28 @@ impl VMath for f64 {
 mod tests {
     use super::*;
 
-    /// Distance in ulps between two `f32`s (0 for equal values, both NaN, or equal infinities).
-    fn ulps(a: f32, b: f32) -> u64 {
+    /// Distance in ulps between two values of either dtype (0 for equal values, both NaN, or
+    /// equal infinities), through `key`, their bit patterns mapped to a monotone integer line.
+    fn ulp_distance<T: crate::float::Float>(a: T, b: T, key: impl Fn(T) -> i128) -> u64 {
         if a.is_nan() && b.is_nan() || a == b {
             return 0;
         }
         if a.is_nan() || b.is_nan() || a.is_infinite() || b.is_infinite() {
             return u64::MAX;
         }
-        // map the bit patterns to a monotone integer line
-        let key = |x: f32| {
-            let b = x.to_bits() as i64;
-            if b < 0x8000_0000 {
+        (key(a) - key(b)).unsigned_abs() as u64
+    }
+
+    /// [`ulp_distance`] of two `f32`s.
+    fn ulps(a: f32, b: f32) -> u64 {
+        ulp_distance(a, b, |x| {
+            let b = x.to_bits() as i128;
+            if b < 1 << 31 {
                 b
             } else {
-                0x8000_0000 - b
+                (1 << 31) - b
             }
-        };
-        (key(a) - key(b)).unsigned_abs()
+        })
     }
 
     /// The worst ulp error of `f` against `reference` (an `f64` function rounded to `f32`) over
@@ -747,23 +751,16 @@ mod tests {
         }
     }
 
-    /// Distance in ulps between two `f64`s (0 for equal values, both NaN, or equal infinities).
+    /// [`ulp_distance`] of two `f64`s.
     fn ulps64(a: f64, b: f64) -> u64 {
-        if a.is_nan() && b.is_nan() || a == b {
-            return 0;
-        }
-        if a.is_nan() || b.is_nan() || a.is_infinite() || b.is_infinite() {
-            return u64::MAX;
-        }
-        let key = |x: f64| {
+        ulp_distance(a, b, |x| {
             let b = x.to_bits() as i128;
             if b < 1 << 63 {
                 b
             } else {
-                (1i128 << 63) - b
+                (1 << 63) - b
             }
-        };
-        (key(a) - key(b)).unsigned_abs() as u64
+        })
     }
 
     /// The worst ulp error of `f` against the standard library's `reference` (correctly rounded
