@@ -145,8 +145,17 @@ fn lanes_max<T: Float>(x: &[T], value: impl Fn(u32, T) -> T) -> T {
         }
         base = base.wrapping_add(LANES as u32);
     }
-    for (l, (lane, &v)) in lanes.iter_mut().zip(groups.remainder()).enumerate() {
-        *lane = max_of(*lane, value(base.wrapping_add(l as u32), v));
+    // the remainder as one more group padded with -inf (which no lane takes): indexed by a
+    // run-time count, the lanes themselves would live in memory for the whole row
+    let rest = groups.remainder();
+    if !rest.is_empty() {
+        let mut last = [T::neg_infinity(); LANES];
+        for (p, &v) in last.iter_mut().zip(rest) {
+            *p = v;
+        }
+        for l in 0..LANES {
+            lanes[l] = max_of(lanes[l], value(base.wrapping_add(l as u32), last[l]));
+        }
     }
     // the lanes joined by halves (four vector steps, not sixteen dependent scalar ones: on
     // short rows the join costs as much as the rest)

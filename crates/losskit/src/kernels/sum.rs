@@ -62,8 +62,18 @@ impl<T: Float> pulp::WithSimd for BlockSum<'_, T> {
                 }
             }
         }
-        for (lane, &x) in lanes.iter_mut().zip(groups.remainder()) {
-            *lane += x.acc();
+        // the remainder as one more group padded with +0 (which leaves every lane's bits as
+        // they are: a lane that starts at +0 is never -0): indexed by a run-time count, the
+        // lanes themselves would live in memory for the whole piece
+        let rest = groups.remainder();
+        if !rest.is_empty() {
+            let mut last = [0.0f64; LANES];
+            for (p, &x) in last.iter_mut().zip(rest) {
+                *p = x.acc();
+            }
+            for l in 0..LANES {
+                lanes[l] += last[l];
+            }
         }
         join_lanes(&lanes)
     }
