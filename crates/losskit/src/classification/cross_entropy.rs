@@ -559,6 +559,23 @@ mod tests {
         assert_eq!(g.get("input").unwrap().data(), &[0.0, 0.0]);
         let (l, _) = ce_idx(&x, &[2], &[0], None, &opts(Reduction::Mean, 0.0)).unwrap();
         assert_eq!(l.item(), Some(f64::INFINITY));
+        // label smoothing 0.1 (its sum of x - m comes from the maxima's pass as sum(x) - C m):
+        // logp = [0, -2e4, -1e4], value 0.9 * 2e4 + (0.1 / 3) * 3e4 = 19000 in f64 and f32;
+        // a -inf logit makes the smoothing term, and the value, inf (torch: -sum(logp) / C)
+        let (l, _) = ce_idx(&[1e4, -1e4, 0.0], &[1, 3], &[1], None, &opts(Reduction::Mean, 0.1)).unwrap();
+        assert!((l.item().unwrap() - 19000.0).abs() < 1e-9, "{l:?}");
+        let (l, _) = ce_idx(&[f64::NEG_INFINITY, 0.0], &[1, 2], &[1], None, &opts(Reduction::Mean, 0.1)).unwrap();
+        assert_eq!(l.item(), Some(f64::INFINITY));
+        let (l, _) = ce_idx(&[f64::INFINITY, 0.0], &[1, 2], &[1], None, &opts(Reduction::Mean, 0.1)).unwrap();
+        assert!(l.item().unwrap().is_nan());
+        let l = cross_entropy(
+            View::new(&[1e4f32, -1e4, 0.0], &[1, 3]).unwrap(),
+            CrossEntropyTarget::Indices(View::from(&[1i64][..])),
+            None,
+            &opts(Reduction::Mean, 0.1),
+        )
+        .unwrap();
+        assert_eq!(l.item(), Some(19000.0));
         // C = 1: log p = 0 whatever the logit
         let (l, g) = ce_idx(&[5.0, -3.0], &[2, 1], &[0, 0], None, &opts(Reduction::Sum, 0.0)).unwrap();
         assert_eq!((l.item(), g.get("input").unwrap().data()), (Some(0.0), &[0.0, 0.0][..]));

@@ -7,7 +7,7 @@
 
 use crate::float::Float;
 use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
-use crate::kernels::sum::LANES;
+use crate::kernels::sum::{join_lanes, LANES};
 use crate::kernels::vmath::VMath;
 
 /// The `outer x len x inner` decomposition of a shape around one axis.
@@ -91,7 +91,20 @@ impl AxisLayout {
 /// of exponentials and every result of the row, NaN (as the reference's NaN maximum does).
 #[inline(always)]
 pub fn row_max<T: Float>(x: &[T]) -> T {
-    lanes_max(
+    lanes_max::<T, false>(
+        x,
+        #[inline(always)]
+        |_, v| v,
+    )
+    .0
+}
+
+/// [`row_max`] and the row's sum (widened to `f64`, in [`LANES`] interleaved partial sums joined
+/// by a fixed tree) in the same pass: label smoothing's `sum_c (x_c - m) = sum_c x_c - C m`
+/// costs no pass of its own.
+#[inline(always)]
+pub fn row_max_sum<T: Float>(x: &[T]) -> (T, f64) {
+    lanes_max::<T, true>(
         x,
         #[inline(always)]
         |_, v| v,
@@ -115,17 +128,19 @@ pub fn row_max_except<T: Float>(x: &[T], skip: usize) -> T {
     }
     // indices of a short row fit in u32; u32::MAX is none of them
     let skip32 = u32::try_from(skip).unwrap_or(u32::MAX);
-    lanes_max(
+    lanes_max::<T, false>(
         x,
         #[inline(always)]
         |c, v| if c == skip32 { T::neg_infinity() } else { v },
     )
+    .0
 }
 
 /// The NaN-skipping maximum of `value(c, x[c])` over a row (`c` as `u32`, which the caller
-/// keeps in range), in [`LANES`] vertical lanes.
+/// keeps in range), in [`LANES`] vertical lanes; with `SUM`, also the sum of the row's `x[c]`
+/// in as many `f64` lanes (else 0).
 #[inline(always)]
-fn lanes_max<T: Float>(x: &[T], value: impl Fn(u32, T) -> T) -> T {
+fn lanes_max<T: Float, const SUM: bool>(x: &[T], value: impl Fn(u32, T) -> T) -> (T, f64) {
     #[inline(always)]
     fn max_of<T: Float>(lane: T, v: T) -> T {
         if v > lane {
@@ -135,26 +150,35 @@ fn lanes_max<T: Float>(x: &[T], value: impl Fn(u32, T) -> T) -> T {
         }
     }
     let mut lanes = [T::neg_infinity(); LANES];
+    let mut sums = [0.0f64; LANES];
     let mut groups = x.chunks_exact(LANES);
     let mut base = 0u32;
     for g in &mut groups {
         if let Ok(g) = <&[T; LANES]>::try_from(g) {
             for l in 0..LANES {
                 lanes[l] = max_of(lanes[l], value(base.wrapping_add(l as u32), g[l]));
+                if SUM {
+                    sums[l] += g[l].acc();
+                }
             }
         }
         base = base.wrapping_add(LANES as u32);
     }
-    // the remainder as one more group padded with -inf (which no lane takes): indexed by a
-    // run-time count, the lanes themselves would live in memory for the whole row
+    // the remainder as one more group padded with -inf (which no lane takes) and, for the sum,
+    // +0 (which changes no lane's bits): indexed by a run-time count, the lanes themselves
+    // would live in memory for the whole row
     let rest = groups.remainder();
     if !rest.is_empty() {
         let mut last = [T::neg_infinity(); LANES];
-        for (p, &v) in last.iter_mut().zip(rest) {
-            *p = v;
+        let mut last_sum = [0.0f64; LANES];
+        for ((p, q), &v) in last.iter_mut().zip(&mut last_sum).zip(rest) {
+            (*p, *q) = (v, v.acc());
         }
         for l in 0..LANES {
             lanes[l] = max_of(lanes[l], value(base.wrapping_add(l as u32), last[l]));
+            if SUM {
+                sums[l] += last_sum[l];
+            }
         }
     }
     // the lanes joined by halves (four vector steps, not sixteen dependent scalar ones: on
@@ -166,7 +190,7 @@ fn lanes_max<T: Float>(x: &[T], value: impl Fn(u32, T) -> T) -> T {
         }
         width /= 2;
     }
-    lanes[0]
+    (lanes[0], if SUM { join_lanes(&sums) } else { 0.0 })
 }
 
 /// `max(row)` and `log(sum(exp(row - max)))`: `max + lse_shifted` is the log-sum-exp.
@@ -366,6 +390,29 @@ mod tests {
         assert_eq!(row_max_except(&[5.0f64], 0), f64::NEG_INFINITY);
         assert_eq!(row_max(&[f32::NAN; 20]), f32::NEG_INFINITY);
         assert_eq!(row_max(&[f64::NEG_INFINITY; 70]), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn row_max_sum_is_the_maximum_and_the_lanes_sum() {
+        // the maximum of row_max, and the sum in block_sum's lanes (the same bits up to a
+        // block; longer rows within a few f64 roundings of the exact integer sum)
+        for len in [0usize, 1, 5, 16, 17, 32, 33, 100, 256, 1000, 4099] {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1601) as f32 - 800.0).collect();
+            let (m, s) = row_max_sum(&x);
+            assert_eq!(m, row_max(&x), "len {len}");
+            let exact: i64 = (0..len).map(|i| ((i * 7919) % 1601) as i64 - 800).sum();
+            assert_eq!(s, exact as f64, "len {len}");
+            if len <= crate::kernels::sum::BLOCK {
+                assert_eq!(s.to_bits(), crate::kernels::sum::block_sum(&x).to_bits(), "len {len}");
+            }
+        }
+        // NaN: skipped by the maximum, carried by the sum; -inf: the sum's
+        let (m, s) = row_max_sum(&[1.0f64, f64::NAN, 3.0]);
+        assert_eq!(m, 3.0);
+        assert!(s.is_nan());
+        let mut y = [2.0f64; 19];
+        y[17] = f64::NEG_INFINITY;
+        assert_eq!(row_max_sum(&y), (2.0, f64::NEG_INFINITY));
     }
 
     #[test]

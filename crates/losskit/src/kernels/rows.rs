@@ -14,7 +14,7 @@
 //! row gives what a group of many gives.
 
 use crate::float::Float;
-use crate::kernels::axis::row_max;
+use crate::kernels::axis::{row_max, row_max_sum};
 use crate::kernels::simd::prefetch;
 use crate::kernels::sum::{block_sums, run_block_sums, tree, BLOCK, RUN};
 
@@ -83,11 +83,24 @@ impl<T: Float> Workspace<T> {
     }
 }
 
-/// The maximum of each row of `len` elements of `x` into `max` (see [`row_max`]).
+/// The maximum of each row of `len` elements of `x` into `max` (see [`row_max`]); with
+/// `shifted_sums`, each row's `sum_c (x_c - m)` too, as `sum_c x_c - len m` from the same pass
+/// ([`row_max_sum`]).
 #[inline(always)]
-pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T]) {
-    for (m, row) in max.iter_mut().zip(x.chunks_exact(len)) {
-        *m = row_max(row);
+pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T], shifted_sums: Option<&mut [f64]>) {
+    let Some(shifted) = shifted_sums else {
+        for (m, row) in max.iter_mut().zip(x.chunks_exact(len)) {
+            *m = row_max(row);
+        }
+        return;
+    };
+    for ((m, d), row) in max.iter_mut().zip(shifted).zip(x.chunks_exact(len)) {
+        let (mx, sx) = row_max_sum(row);
+        // `len m` is exact for f32 logits and rounded once for f64: the difference is within
+        // a few roundings of `sum_c |x_c|` in f64, far below the accuracy of the value it goes
+        // into (times the smoothing share `ε / C`). A NaN or infinite entry gives what the sum
+        // of `x_c - m` gives (NaN, or -inf for a -inf logit).
+        (*m, *d) = (mx, sx - len as f64 * mx.acc());
     }
 }
 
@@ -186,7 +199,8 @@ pub fn row_sums<T: Float>(
 /// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
 /// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile) and each
 /// row's sum of them into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of
-/// `x - m` too (label smoothing's sum of log-probabilities), from the same tiles. `also`: the
+/// `x - m` too (label smoothing's sum of log-probabilities), from the maxima's pass
+/// ([`row_maxes`]). `also`: the
 /// start of the group's rows of another input of the logits' shape, which the caller reads
 /// next (probability targets), for the prefetch of the next group.
 #[allow(clippy::too_many_arguments)]
@@ -204,7 +218,7 @@ pub fn shifted_exps<T: Float>(
 ) {
     let rows = max.len();
     let n = rows * len;
-    row_maxes(x, len, max);
+    row_maxes(x, len, max, shifted_sums);
     // While the exponentials of this group are computed, the next group's rows (the `n`
     // elements after this group's, when the caller's rows go on) are fetched from memory: of
     // the logits, of the rows the exponentials are written to, and of the caller's `also`
@@ -216,7 +230,7 @@ pub fn shifted_exps<T: Float>(
         streams += 1;
     }
     let exps = exps_fetching(&ahead[..streams], len);
-    fill_sums(len, rows, dest, tile, parts, sums, shifted_sums, shifted(x, len, max), exps);
+    fill_sums(len, rows, dest, tile, parts, sums, None, shifted(x, len, max), exps);
 }
 
 /// The `map` of [`fill_sums`] that turns a tile into its exponentials

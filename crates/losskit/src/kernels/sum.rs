@@ -164,7 +164,7 @@ pub fn run_block_sums<T: Float>(xs: &[T], out: &mut [f64]) {
 
 /// The fixed tree over the lanes.
 #[inline(always)]
-fn join_lanes(l: &[f64; LANES]) -> f64 {
+pub fn join_lanes(l: &[f64; LANES]) -> f64 {
     let q = |k: usize| (l[k] + l[k + 1]) + (l[k + 2] + l[k + 3]);
     (q(0) + q(4)) + (q(8) + q(12))
 }

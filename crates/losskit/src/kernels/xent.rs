@@ -97,10 +97,10 @@ pub struct Smoothing<T> {
 /// with optional class weights `w` and label smoothing, in one read of the rows from memory and
 /// one exponential per element; row `k`'s value lands in `values[k]`:
 ///
-/// 1. the row maxima `m`;
+/// 1. the row maxima `m` and, with smoothing but no class weights, `sum_c (x_c - m)` (from the
+///    same pass);
 /// 2. `e_c = exp(x_c - m)` (written into the gradient rows when there are some) and their
-///    per-row sums `S`, and with smoothing `sum_c w_c (x_c - m)` (without class weights from
-///    the same tiles as the exponentials, in the same pass);
+///    per-row sums `S`, and with smoothing and class weights `sum_c w_c (x_c - m)`;
 /// 3. with `grad`: `g_c = s * d value / d x_c` with `s = cot(k)`, from `p_c = e_c / S`, in
 ///    place.
 ///
@@ -130,7 +130,7 @@ pub fn index_xent_rows<T: Float>(
     let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
     let (max, sum, lse, shifted) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
-    // label smoothing's sum of `x - m` comes with the exponentials (the same tiles) when it is
+    // label smoothing's sum of `x - m` comes with the maxima (the same pass) when it is
     // unweighted; weighted, it is a pass of its own
     let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[..]);
     shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, fused_shifted, None);
