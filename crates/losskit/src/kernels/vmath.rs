@@ -592,16 +592,20 @@ mod tests {
         (key(a) - key(b)).unsigned_abs() as u64
     }
 
+    /// A float's bit pattern (`width` bits, the sign on top) as a point on a line that is
+    /// monotone in the value: positives as they are, negatives mirrored below zero.
+    fn monotone_key(bits: u64, width: u32) -> i128 {
+        let (b, sign) = (bits as i128, 1i128 << (width - 1));
+        if b < sign {
+            b
+        } else {
+            sign - b
+        }
+    }
+
     /// [`ulp_distance`] of two `f32`s.
     fn ulps(a: f32, b: f32) -> u64 {
-        ulp_distance(a, b, |x| {
-            let b = x.to_bits() as i128;
-            if b < 1 << 31 {
-                b
-            } else {
-                (1 << 31) - b
-            }
-        })
+        ulp_distance(a, b, |x| monotone_key(x.to_bits().into(), 32))
     }
 
     /// The worst ulp error of `f` against `reference` (an `f64` function rounded to `f32`) over
@@ -753,14 +757,7 @@ mod tests {
 
     /// [`ulp_distance`] of two `f64`s.
     fn ulps64(a: f64, b: f64) -> u64 {
-        ulp_distance(a, b, |x| {
-            let b = x.to_bits() as i128;
-            if b < 1 << 63 {
-                b
-            } else {
-                (1 << 63) - b
-            }
-        })
+        ulp_distance(a, b, |x| monotone_key(x.to_bits(), 64))
     }
 
     /// The worst ulp error of `f` against the standard library's `reference` (correctly rounded
