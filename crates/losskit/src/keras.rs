@@ -118,15 +118,17 @@ impl<T: Float> KerasReduce<T> {
         self.red == Reduction::None || self.out_shape.is_empty() || self.out_shape == [0]
     }
 
-    /// The loss from the per-sample values.
-    pub(crate) fn reduce(&self, values: &[T]) -> Tensor<T> {
+    /// The loss from the per-sample values, given in `T` or, where a loss's values may cancel
+    /// in the reduction (a mean of cosines), in `f64`. The weighting and the sum are in `f64`
+    /// (a product of two `T` is exact there), so the only rounding to `T` is the result's.
+    pub(crate) fn reduce<V: Float>(&self, values: &[V]) -> Tensor<T> {
         debug_assert_eq!(values.len(), numel(&self.values_shape));
-        let weighted: Vec<T> = match &self.map {
-            None => values.to_vec(),
-            Some((vi, w)) => vi.iter().zip(w).map(|(&i, &w)| values[i] * w).collect(),
+        let weighted: Vec<f64> = match &self.map {
+            None => values.iter().map(|v| v.acc()).collect(),
+            Some((vi, w)) => vi.iter().zip(w).map(|(&i, &w)| values[i].acc() * w.acc()).collect(),
         };
         if self.unreduced() {
-            return Tensor::from_parts(weighted, self.out_shape.clone());
+            return Tensor::from_parts(weighted.into_iter().map(T::from_acc).collect(), self.out_shape.clone());
         }
         let total = sum_acc(&weighted);
         if self.red == Reduction::Sum {
@@ -224,12 +226,13 @@ pub(crate) struct RowGroup<'r, T> {
 ///
 /// `shape` is the (aligned) shape both `target` and `pred` are read with and `axis < shape.len()`
 /// the reduced axis; the per-sample loss has `shape` without `axis`. `row` returns the value of
-/// one row and, given `Some((cot, grad))`, overwrites every element of `grad` (the row's length)
+/// one row (in `T`, or in `f64` for a loss whose values may cancel in the reduction, see
+/// [`KerasReduce::reduce`]) and, given `Some((cot, grad))`, overwrites every element of `grad` (the row's length)
 /// with `cot * d value / d pred`. The gradient is reported for `y_pred`, in `pred`'s own shape.
 ///
 /// Rows run through [`keras_row_groups`]; pass `row` as an `#[inline(always)]` closure.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn keras_rows<T: Float>(
+pub(crate) fn keras_rows<T: Float, V: Float>(
     shape: &[usize],
     axis: usize,
     target: Option<&[T]>,
@@ -238,7 +241,7 @@ pub(crate) fn keras_rows<T: Float>(
     mask: Option<&[bool]>,
     reduction: Reduction,
     backward: Option<crate::grad::Backward<'_, '_, T>>,
-    row: impl Fn(Row<'_, T>, Option<(T, &mut [T])>, &mut Vec<f64>) -> T + Sync,
+    row: impl Fn(Row<'_, T>, Option<(T, &mut [T])>, &mut Vec<f64>) -> V + Sync,
 ) -> Result<(Tensor<T>, crate::grad::Grads<T>)> {
     keras_row_groups(
         shape,
@@ -251,7 +254,7 @@ pub(crate) fn keras_rows<T: Float>(
         backward,
         usize::MAX,
         #[inline(always)]
-        |rows: RowGroup<'_, T>, mut grad: Option<&mut [T]>, values: &mut [T], work: &mut Workspace<T>| {
+        |rows: RowGroup<'_, T>, mut grad: Option<&mut [T]>, values: &mut [V], work: &mut Workspace<T>| {
             let n = rows.len;
             for (k, v) in values.iter_mut().enumerate() {
                 let span = k * n..(k + 1) * n;
@@ -278,7 +281,7 @@ pub(crate) fn keras_rows<T: Float>(
 /// another axis each row is gathered into a buffer, a group of its own, and its gradient
 /// scattered back.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn keras_row_groups<T: Float>(
+pub(crate) fn keras_row_groups<T: Float, V: Float>(
     shape: &[usize],
     axis: usize,
     target: Option<&[T]>,
@@ -288,7 +291,7 @@ pub(crate) fn keras_row_groups<T: Float>(
     reduction: Reduction,
     backward: Option<crate::grad::Backward<'_, '_, T>>,
     per_group: usize,
-    group: impl Fn(RowGroup<'_, T>, Option<&mut [T]>, &mut [T], &mut Workspace<T>) + Sync,
+    group: impl Fn(RowGroup<'_, T>, Option<&mut [T]>, &mut [V], &mut Workspace<T>) + Sync,
 ) -> Result<(Tensor<T>, crate::grad::Grads<T>)> {
     use crate::kernels::axis::AxisLayout;
     debug_assert!(axis < shape.len() && numel(shape) == pred.len());
@@ -296,7 +299,7 @@ pub(crate) fn keras_row_groups<T: Float>(
     let per_sample: Vec<usize> = shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).collect();
     let reducer = KerasReduce::new(reduction, &per_sample, sample_weight, mask)?;
     let n = layout.len;
-    let mut values = vec![T::zero(); layout.rows()];
+    let mut values = vec![V::zero(); layout.rows()];
     let (upstream, mut sink) = start_optional(backward);
     let cots = upstream.as_ref().map(|up| reducer.backward(up)).transpose()?;
     if layout.inner == 1 {
@@ -309,7 +312,7 @@ pub(crate) fn keras_row_groups<T: Float>(
             &mut values,
             grad,
             #[inline(always)]
-            |r0, vals: &mut [T], g: Option<&mut [T]>, work: &mut Workspace<T>| {
+            |r0, vals: &mut [V], g: Option<&mut [T]>, work: &mut Workspace<T>| {
                 let span = r0 * n..(r0 + vals.len()) * n;
                 let rows = RowGroup {
                     first: r0,

@@ -80,6 +80,9 @@ impl Default for CosineSimilarityOptions {
 ///   gives 0, and a zero `y_pred` vector a NaN gradient (as in the reference).
 /// - The per-sample loss has `y_pred`'s shape without `axis`; `sample_weight` broadcasts
 ///   against it after Keras' rank alignment.
+/// - For `f32` inputs the sums, the cosines and their weighted reduction are computed in `f64`
+///   and rounded once: cosines of both signs can average far below their own size, where an
+///   `f32` cosine's rounding would show in the result.
 ///
 /// # Errors
 /// [`LossError::Shape`](crate::LossError::Shape) when `y_true` and `y_pred` differ in shape
@@ -192,6 +195,51 @@ mod tests {
         let r = 0.5f64.sqrt();
         assert!((l.item().unwrap() + 3e-8 * 1e7 * r).abs() < 1e-12);
         assert!((g[0] + r * 1e7).abs() < 1e-6 && (g[1] + r * 1e7).abs() < 1e-6);
+        // y_pred of norm 1.4e200: sum x^2 overflows, rsqrt gives 0, so the reference's
+        // normalised y_pred is 0 and the loss 0; the gradient's terms are 0 (through y_pred * 0)
+        // and sum((a sa) b) * (-raw / (2 B)) = 2.8e200 * (0 / inf) = 0 (not inf * 0)
+        let (l, g) = cos(&[1.0, 1.0], &[1e200, 1e200], &[2], o).unwrap();
+        assert_eq!(l.item(), Some(0.0));
+        assert_eq!(g, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_cancelling_mean_carries_no_f32_rounding_of_the_cosines() {
+        // Cosines of order 1 whose weighted mean cancels to about 1e-2 of them: each y_pred
+        // row is [cos t, sin t, 0.25, 0] (rounded to f32) against y_true [1, 0, 0, 0]. The f32
+        // result must be the f64 computation on the same f32 inputs, rounded once (what the
+        // conformance reference is): a cosine rounded to f32 before the mean (3e-8 each) would
+        // move it by ~1e-6 relative.
+        let angles = [0.3f64, 2.9, 1.1, 2.0, 0.7, 2.45];
+        let y_pred: Vec<f32> = angles.iter().flat_map(|&t| [t.cos() as f32, t.sin() as f32, 0.25, 0.0]).collect();
+        let y_true: Vec<f32> = angles.iter().flat_map(|_| [1.0f32, 0.0, 0.0, 0.0]).collect();
+        let weights = [1.0f32, 1.0, 0.5, 0.5, 2.0, 2.0];
+        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let (yt64, yp64, w64) = (widen(&y_true), widen(&y_pred), widen(&weights));
+        for reduction in [Reduction::SumOverBatchSize, Reduction::MeanWithSampleWeight, Reduction::Sum] {
+            let o = CosineSimilarityOptions { reduction, ..Default::default() };
+            for weighted in [false, true] {
+                let w32 = weighted.then(|| View::new(&weights[..], &[6]).unwrap());
+                let w64v = weighted.then(|| View::new(&w64[..], &[6]).unwrap());
+                let got = cosine_similarity(
+                    View::new(&y_true, &[6, 4]).unwrap(),
+                    View::new(&y_pred, &[6, 4]).unwrap(),
+                    w32,
+                    &o,
+                )
+                .unwrap()
+                .item()
+                .unwrap();
+                let want =
+                    cosine_similarity(View::new(&yt64, &[6, 4]).unwrap(), View::new(&yp64, &[6, 4]).unwrap(), w64v, &o)
+                        .unwrap()
+                        .item()
+                        .unwrap();
+                let cosines: f64 = angles.iter().map(|t| t.cos().abs()).sum();
+                assert!(want.abs() < 0.1 * cosines / 6.0, "{reduction:?} weighted={weighted}: {want} does not cancel");
+                assert_eq!(got, want as f32, "{reduction:?} weighted={weighted}");
+            }
+        }
     }
 
     #[test]
