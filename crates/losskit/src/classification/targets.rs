@@ -229,7 +229,15 @@ impl<'a, T: Float> IndexTargets<'a, T> {
     /// denominator is 0).
     pub(crate) fn row_cotangents(&self, upstream: &Upstream<'_, T>, reduction: Reduction) -> Result<Vec<T>> {
         let cot = reduce_cot(upstream, &self.rows.out_shape, reduction, Some(self.denominator))?;
-        Ok((0..self.targets.len()).map(|r| if self.class(r).is_some() { cot.at(r) } else { T::zero() }).collect())
+        let (ids, ignore) = (self.targets, self.ignore_index);
+        // one loop per form of the upstream, with no per-row `match`: a select per row (at
+        // 32 classes the per-row `class` and `at` had cost 4% of cross_entropy's instructions)
+        Ok(match cot.parts() {
+            (None, c) => ids.iter().map(|&t| if t != ignore { c } else { T::zero() }).collect(),
+            (Some(each), scale) => {
+                ids.iter().zip(each).map(|(&t, &e)| if t != ignore { scale * e } else { T::zero() }).collect()
+            }
+        })
     }
 }
 
