@@ -625,6 +625,32 @@ mod tests {
     }
 
     #[test]
+    fn per_row_upstream_with_ignored_rows() {
+        // reduction none, an upstream per row: row r's gradient is up[r] (softmax(x_r) - e_t),
+        // from the definition; an ignored row's is exactly 0 whatever its upstream
+        let x = [0.3f64, -1.2, 2.0, 0.7, 0.0, 1.5, -0.4, 0.9, 1.1, 0.2, -2.0, 0.6];
+        let t = [1i64, -100, 3];
+        let up = [0.5f64, 2.0, -1.5];
+        let (_, g) = cross_entropy_grad(
+            View::new(&x, &[3, 4]).unwrap(),
+            CrossEntropyTarget::Indices(View::new(&t, &[3]).unwrap()),
+            None,
+            &opts(Reduction::None, 0.0),
+            Backward::new().upstream(Upstream::Array(View::vector(&up))),
+        )
+        .unwrap();
+        let g = g.get("input").unwrap().data();
+        for r in 0..3 {
+            let row = &x[r * 4..r * 4 + 4];
+            let total: f64 = row.iter().map(|v| v.exp()).sum();
+            for c in 0..4 {
+                let want = if t[r] < 0 { 0.0 } else { up[r] * (row[c].exp() / total - f64::from(t[r] == c as i64)) };
+                assert!((g[r * 4 + c] - want).abs() < 1e-15, "row {r} class {c}: {} against {want}", g[r * 4 + c]);
+            }
+        }
+    }
+
+    #[test]
     fn caller_buffers_and_upstream_shape() {
         let x = [0.3, -1.2, 2.0, 0.7, 0.0, 1.5];
         let y = [0.2, 0.5, 0.3, 1.0, 0.0, 0.0];
