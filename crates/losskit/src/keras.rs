@@ -227,8 +227,9 @@ pub(crate) struct RowGroup<'r, T> {
 /// `shape` is the (aligned) shape both `target` and `pred` are read with and `axis < shape.len()`
 /// the reduced axis; the per-sample loss has `shape` without `axis`. `row` returns the value of
 /// one row (in `T`, or in `f64` for a loss whose values may cancel in the reduction, see
-/// [`KerasReduce::reduce`]) and, given `Some((cot, grad))`, overwrites every element of `grad` (the row's length)
-/// with `cot * d value / d pred`. The gradient is reported for `y_pred`, in `pred`'s own shape.
+/// [`KerasReduce::reduce`]) and, given `Some((cot, grad))`, overwrites every element of `grad`
+/// (the row's length) with `cot * d value / d pred`. The gradient is reported for `y_pred`, in
+/// `pred`'s own shape.
 ///
 /// Rows run through [`keras_row_groups`]; pass `row` as an `#[inline(always)]` closure.
 #[allow(clippy::too_many_arguments)]
