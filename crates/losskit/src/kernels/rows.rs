@@ -200,9 +200,8 @@ pub fn row_sums<T: Float>(
 /// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile) and each
 /// row's sum of them into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of
 /// `x - m` too (label smoothing's sum of log-probabilities), from the maxima's pass
-/// ([`row_maxes`]). `also`: the
-/// start of the group's rows of another input of the logits' shape, which the caller reads
-/// next (probability targets), for the prefetch of the next group.
+/// ([`row_maxes`]). `also`: the start of the group's rows of another input of the logits'
+/// shape, which the caller reads next (probability targets), for the prefetch of the next group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn shifted_exps<T: Float>(
