@@ -10,6 +10,7 @@
 //! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
 //! - [`rows`]: groups of contiguous rows for the softmax-family kernels (per-row scalars in
 //!   small arrays, the group's exponentials in one vector loop across rows);
+//! - [`row_lanes`]: the softmax of short rows eight at a time, one row per SIMD lane (AVX2);
 //! - [`axis`]: iteration over the rows of a class (or feature) axis in a C-order tensor, with
 //!   row log-sum-exp and log-softmax;
 //! - [`broadcast`]: NumPy broadcasting of small arguments (weights) and its backward (summing
@@ -26,6 +27,7 @@ pub mod axis;
 pub mod broadcast;
 pub mod cosine;
 pub mod norm;
+pub mod row_lanes;
 pub mod rows;
 pub mod scan;
 pub mod simd;

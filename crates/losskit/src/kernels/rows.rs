@@ -585,34 +585,46 @@ mod tests {
 
     #[test]
     fn f32_groups_match_single_rows() {
-        // the f32 kernels (vectorised exp and ln) give each row the same bits in any grouping,
-        // and stay within f32 accuracy of the f64 result
-        use crate::kernels::xent::index_xent_rows;
+        // the f32 kernels (vectorised exp and ln) give each row the same bits in any grouping
+        // (groups of eight rows or more also go across SIMD lanes, `row_lanes`, where the CPU
+        // has AVX2: a group of one row never does), with label smoothing, class weights,
+        // ignored rows and per-row cotangents, and stay within f32 accuracy of the f64 result
+        use crate::kernels::xent::{index_xent_rows, Smoothing};
         for len in lengths() {
             let rows = rows_per_group(len) + 3;
             let x64 = logits(rows, len);
             let x: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
-            let run = |per_group: usize| {
-                let (mut v, mut g) = (vec![0.0f32; rows], vec![f32::NAN; rows * len]);
-                let mut work = Workspace::default();
-                let mut r0 = 0;
-                while r0 < rows {
-                    let r1 = (r0 + per_group).min(rows);
-                    let t = |k: usize| Some(((r0 + k) * 7) % len);
-                    let g = Some(&mut g[r0 * len..r1 * len]);
-                    index_xent_rows(&x[r0 * len..], len, t, None, None, |_| 1.0f32, g, &mut v[r0..r1], &mut work);
-                    r0 = r1;
+            let target = |r: usize| (r % 5 != 4).then_some((r * 7) % len);
+            let cot = |r: usize| if r % 5 == 4 { 0.0 } else { 0.5 + (r % 3) as f32 };
+            let w: Vec<f32> = (0..len).map(|c| 0.5 + (c % 3) as f32).collect();
+            let total: f64 = w.iter().map(|&v| v as f64).sum();
+            for (smoothing, weighted) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sm = smoothing.then(|| Smoothing { keep: 0.9f32, per_class: 0.1 / len as f32 });
+                let weights = weighted.then_some((&w[..], total));
+                let run = |per_group: usize| {
+                    let (mut v, mut g) = (vec![0.0f32; rows], vec![f32::NAN; rows * len]);
+                    let mut work = Workspace::default();
+                    let mut r0 = 0;
+                    while r0 < rows {
+                        let r1 = (r0 + per_group).min(rows);
+                        let (t, s) = (|k: usize| target(r0 + k), |k: usize| cot(r0 + k));
+                        let g = Some(&mut g[r0 * len..r1 * len]);
+                        index_xent_rows(&x[r0 * len..], len, t, sm, weights, s, g, &mut v[r0..r1], &mut work);
+                        r0 = r1;
+                    }
+                    (v, g)
+                };
+                let (v, g) = run(rows_per_group(len));
+                let (v1, g1) = run(1);
+                assert!(same_bits(&v, &v1) && same_bits(&g, &g1), "len={len} sm={smoothing} w={weighted}");
+                if smoothing || weighted {
+                    continue;
                 }
-                (v, g)
-            };
-            let (v, g) = run(rows_per_group(len));
-            let (v1, g1) = run(1);
-            assert!(same_bits(&v, &v1) && same_bits(&g, &g1), "len={len}");
-            for r in 0..rows {
-                let row: Vec<f64> = x[r * len..(r + 1) * len].iter().map(|&v| v as f64).collect();
-                let t = (r * 7) % len;
-                let want = plain_lse(&row) - row[t];
-                assert!(close(v[r] as f64, want, 4e-7), "len={len} r={r}: {} vs {want}", v[r]);
+                for r in 0..rows {
+                    let row: Vec<f64> = x[r * len..(r + 1) * len].iter().map(|&v| v as f64).collect();
+                    let want = target(r).map_or(0.0, |t| plain_lse(&row) - row[t]);
+                    assert!(close(v[r] as f64, want, 4e-7), "len={len} r={r}: {} vs {want}", v[r]);
+                }
             }
         }
     }

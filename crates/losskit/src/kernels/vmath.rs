@@ -337,6 +337,42 @@ mod avx512 {
     }
 }
 
+/// [`exp_f32`] on eight lanes with AVX2 and FMA, operation for operation (the same bits,
+/// checked in the tests), for kernels written with intrinsics
+/// ([`row_lanes`](super::row_lanes)): there the exponential works on vectors that never pass
+/// through memory.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use super::{EXP_CLAMP_HI as CLAMP_HI, EXP_CLAMP_LO as CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use core::arch::x86_64::*;
+
+    /// `exp_f32` of each lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp8(x: __m256) -> __m256 {
+        let c = _mm256_set1_ps;
+        // `vmaxps`/`vminps` return their second operand when either is NaN: NaN goes through,
+        // as `clamp` lets it
+        let xc = _mm256_min_ps(c(CLAMP_HI), _mm256_max_ps(c(CLAMP_LO), x));
+        let shifted = _mm256_fmadd_ps(xc, c(LOG2_E), c(ROUNDER));
+        let kf = _mm256_sub_ps(shifted, c(ROUNDER));
+        let r = _mm256_fmadd_ps(kf, c(-LN2_LO), _mm256_fmadd_ps(kf, c(-LN2_HI), xc));
+        let r2 = _mm256_mul_ps(r, r);
+        let q01 = _mm256_fmadd_ps(c(EXP_Q[1]), r, c(EXP_Q[0]));
+        let q23 = _mm256_fmadd_ps(c(EXP_Q[3]), r, c(EXP_Q[2]));
+        let q45 = _mm256_fmadd_ps(c(EXP_Q[5]), r, c(EXP_Q[4]));
+        let q = _mm256_fmadd_ps(_mm256_fmadd_ps(q45, r2, q23), r2, q01);
+        let y = _mm256_add_ps(_mm256_fmadd_ps(q, r2, r), c(1.0));
+        // k from the low bits of `shifted`, 2^k as the two exponent-field factors of exp_f32
+        let k = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4b40_0000));
+        let k1 = _mm256_srai_epi32::<1>(k);
+        let bias = _mm256_set1_epi32(127);
+        let p1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k1, bias)));
+        let p2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_sub_epi32(k, k1), bias)));
+        _mm256_mul_ps(_mm256_mul_ps(y, p1), p2)
+    }
+}
+
 impl VMath for f32 {
     #[inline(always)]
     fn vexp(self) -> f32 {
@@ -751,6 +787,31 @@ mod tests {
                         "exp({x:e}): {e:e} vs {want:e}"
                     );
                 }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_exp_has_the_bits_of_exp() {
+        use core::arch::x86_64::*;
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        // every 97th f32 of both signs (the whole range, both clamps and the specials among
+        // them), eight at a time
+        let mut xs: Vec<f32> = (0..=f32::INFINITY.to_bits() + 1)
+            .step_by(97)
+            .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
+            .collect();
+        xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0, EXP_MIN, EXP_MAX, -87.336_55]);
+        for chunk in xs.chunks_exact(8) {
+            let mut e = [0.0f32; 8];
+            // SAFETY: the CPU has AVX2 and FMA (checked above); `chunk` and `e` hold eight `f32`s.
+            unsafe { _mm256_storeu_ps(e.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(chunk.as_ptr()))) };
+            for (&x, &e) in chunk.iter().zip(&e) {
+                let want = x.vexp();
+                assert!(e.to_bits() == want.to_bits() || e.is_nan() && want.is_nan(), "exp({x:e}): {e:e} vs {want:e}");
             }
         }
     }

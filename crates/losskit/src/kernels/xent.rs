@@ -10,6 +10,7 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
+use crate::kernels::row_lanes::{softmax8, ROWS};
 use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
@@ -109,6 +110,10 @@ pub struct Smoothing<T> {
 /// `γ_c = -s (ε/C w_c + [c = t] (1 - ε) w_t)` and with respect to the logits
 /// `γ_c - p_c sum_k γ_k`. `weights` are the class weights with their sum (the same for every
 /// row, so the caller computes it once).
+///
+/// Rows of up to [`MAX_LEN`](super::row_lanes::MAX_LEN) classes go eight at a time across SIMD
+/// lanes ([`softmax8`]) where the type and the CPU allow it, with the same bits; weighted label
+/// smoothing (a per-class gradient offset) stays on the row kernels.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn index_xent_rows<T: Float>(
@@ -130,10 +135,73 @@ pub fn index_xent_rows<T: Float>(
     let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
     let (max, sum, lse, shifted) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
-    // label smoothing's sum of `x - m` comes with the maxima (the same pass) when it is
-    // unweighted; weighted, it is a pass of its own
-    let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[..]);
-    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, fused_shifted, None);
+    let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
+    let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
+    // row k's gradient is `kk w_c - p_c gamma_sum`, plus `at_target` at its target
+    let row_grad = |k: usize| {
+        let s = cot(k);
+        let kk = -(per_class * s);
+        let at_target = target(k).map_or(T::zero(), |t| -(keep * s * wt(t)));
+        (kk, at_target, kk * T::from_acc(total_weight) + at_target)
+    };
+    // Short rows go eight at a time across SIMD lanes where the type and the CPU allow
+    // ([`softmax8`], the same bits as the row kernels); the rest, and every row otherwise, through
+    // the row kernels. Weighted label smoothing (`kk w_c` differs by class) stays on the latter.
+    let mut head = 0;
+    if !(smoothing.is_some() && w.is_some()) {
+        while head + ROWS <= rows {
+            let (block, at) = (head..head + ROWS, head * len);
+            let (Ok(m), Ok(s)) = (
+                <&mut [T; ROWS]>::try_from(&mut max[block.clone()]),
+                <&mut [f64; ROWS]>::try_from(&mut sum[block.clone()]),
+            ) else {
+                break;
+            };
+            let mut x_sum = [0.0; ROWS];
+            // each row's (kk, gamma_sum) for the kernel and `at_target` for below, once (plain
+            // loops: a closure given to `array::from_fn` was called, not inlined)
+            let (mut offset, mut scale, mut at_target) = ([T::zero(); ROWS], [T::zero(); ROWS], [T::zero(); ROWS]);
+            if g.is_some() {
+                for i in 0..ROWS {
+                    (offset[i], at_target[i], scale[i]) = row_grad(head + i);
+                }
+            }
+            let grad = g.as_deref_mut().map(|g| (&mut g[at..at + ROWS * len], offset, scale));
+            if !softmax8(&x[at..], len, m, s, smoothing.is_some().then_some(&mut x_sum), grad) {
+                break;
+            }
+            if smoothing.is_some() {
+                // as `row_maxes` gives it
+                for (k, sx) in block.clone().zip(x_sum) {
+                    shifted[k] = sx - len as f64 * max[k].acc();
+                }
+            }
+            if let Some(g) = g.as_deref_mut() {
+                for (k, a) in block.zip(at_target) {
+                    if let Some(t) = target(k) {
+                        g[k * len + t] += a;
+                    }
+                }
+            }
+            head += ROWS;
+        }
+    }
+    if head < rows {
+        // label smoothing's sum of `x - m` comes with the maxima (the same pass) when it is
+        // unweighted; weighted, it is a pass of its own
+        let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[head..]);
+        shifted_exps(
+            &x[head * len..],
+            len,
+            &mut max[head..],
+            g.as_deref_mut().map(|g| &mut g[head * len..]),
+            tile,
+            parts,
+            &mut sum[head..],
+            fused_shifted,
+            None,
+        );
+    }
     let max = &*max;
     if let (Some(_), Some(w)) = (smoothing, w) {
         row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
@@ -144,8 +212,6 @@ pub fn index_xent_rows<T: Float>(
         });
     }
     ln_sums(sum, lse);
-    let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
-    let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
     for (k, value) in values.iter_mut().enumerate() {
         let (m, lse, t) = (max[k], lse[k], target(k));
         let nll = t.map_or(T::zero(), |t| -(((x[k * len + t] - m) - lse) * wt(t)));
@@ -158,11 +224,8 @@ pub fn index_xent_rows<T: Float>(
         };
     }
     let Some(g) = g else { return };
-    for (k, g) in g.chunks_exact_mut(len).enumerate() {
-        let (s, t) = (cot(k), target(k));
-        let kk = -(per_class * s);
-        let at_target = t.map_or(T::zero(), |t| -(keep * s * wt(t)));
-        let gamma_sum = kk * T::from_acc(total_weight) + at_target;
+    for (k, g) in g.chunks_exact_mut(len).enumerate().skip(head) {
+        let (kk, at_target, gamma_sum) = row_grad(k);
         let inv = T::from_acc(1.0 / sum[k]);
         match (w, smoothing.is_some()) {
             (Some(w), true) => {
@@ -176,7 +239,7 @@ pub fn index_xent_rows<T: Float>(
                 }
             }
         }
-        if let Some(t) = t {
+        if let Some(t) = target(k) {
             g[t] += at_target;
         }
     }
