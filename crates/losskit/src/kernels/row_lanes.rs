@@ -21,44 +21,78 @@
 //! machines have them too): elsewhere [`softmax8`] declines and callers use the row kernels.
 
 /// The longest rows [`softmax8`] takes. Measured on Zen 3 (`cross_entropy`, f32, alternating
-/// runs): 0.5-0.9x the time of the row kernels at 10 to 32 classes, 1.0-1.4x at 48 and 64, where
-/// the row kernels' per-row work is a smaller share and the transpositions and the eight
-/// interleaved streams of rows cost more than they save.
+/// runs against the row kernels): 0.5-0.75x the time at 10 and 24 classes, 0.85-1.05x at 32
+/// (where the row kernels have no remainders), 1.0-1.4x at 48 and 64, where the row kernels'
+/// per-row work is a smaller share and the transpositions cost more than they save.
 pub const MAX_LEN: usize = 32;
 const _: () = assert!(MAX_LEN.is_multiple_of(16));
 
 /// The rows of a block.
 pub const ROWS: usize = 8;
 
-/// The gradient [`softmax8`] writes: `g_c = offset - (e_c / S) scale` per row (`e_c / S` as
-/// `e_c` times `1 / S` rounded to `f32`), the softmax cross-entropy's gradient with respect to
-/// the logits before the target's own term, which the caller adds.
-pub struct Grad8<'a> {
-    /// The eight gradient rows (`8 * len`), overwritten.
-    pub rows: &'a mut [f32],
-    /// Each row's `offset`.
-    pub offset: [f32; ROWS],
-    /// Each row's `scale`.
-    pub scale: [f32; ROWS],
+/// Probability targets of a block of [`softmax8`]: `y` (`8 * len`, the logits' layout), smoothed
+/// and weighted into `τ_c = w_c ((1 - ε) y_c + ε / C)` (`keep = 1 - ε`, `per_class = ε / C`,
+/// `weights` the `len` class weights `w`, or none), and the sums the kernel writes: `masses`
+/// `W = sum_c τ_c` and `shifted` `D = sum_c τ_c (x_c - m)`, as
+/// [`fill_sums`](super::rows::fill_sums) sums them (its `filled` sums, then its sums after the
+/// map `τ_c (x_c - m)`).
+pub struct Probs8<'a, T> {
+    /// The targets.
+    pub y: &'a [T],
+    /// `1 - ε`.
+    pub keep: T,
+    /// `ε / C`.
+    pub per_class: T,
+    /// The class weights.
+    pub weights: Option<&'a [T]>,
+    /// Each row's `W`.
+    pub masses: &'a mut [f64; ROWS],
+    /// Each row's `D`.
+    pub shifted: &'a mut [f64; ROWS],
+}
+
+/// The gradient rows (`8 * len`) [`softmax8`] overwrites, and their form.
+pub enum Grad8<'a, T> {
+    /// `g_c = offset - (e_c (1 / S)) scale` per row (`1 / S` rounded to `f32`): index targets'
+    /// softmax cross-entropy before the target's own term, which the caller adds.
+    Index {
+        /// The rows.
+        rows: &'a mut [T],
+        /// Each row's `offset`.
+        offset: [T; ROWS],
+        /// Each row's `scale`.
+        scale: [T; ROWS],
+    },
+    /// `g_c = e_c a - s τ_c` with `a = s W / S` (in `f64`, rounded to `f32`) per row, `s` its
+    /// cotangent: probability targets ([`Probs8`], which must be given).
+    Probs {
+        /// The rows.
+        rows: &'a mut [T],
+        /// Each row's cotangent `s`.
+        cot: [T; ROWS],
+    },
 }
 
 /// Each of the eight rows of `len` logits `x` (`8 * len` elements, contiguous): its maximum
 /// `m` ([`row_max`](super::axis::row_max)'s, NaN skipped) into `max`, the sum of
 /// `e^(x_c - m)` into `sum` (in `f64`, as [`block_sum`](super::sum::block_sum) sums), with
-/// `x_sum` the sum of its logits (as [`row_max_sum`](super::axis::row_max_sum) sums), and with
-/// `grad` its gradient rows ([`Grad8`]).
+/// `x_sum` the sum of its logits (as [`row_max_sum`](super::axis::row_max_sum) sums), with
+/// `probs` the sums of its probability targets ([`Probs8`]), and with `grad` its gradient rows
+/// ([`Grad8`]).
 ///
 /// Returns `false`, touching nothing, where it does not apply: another type than `f32`, a CPU
-/// without AVX2 and FMA, `len` outside `1..=`[`MAX_LEN`], or `x` (or the gradient rows)
-/// shorter than `8 * len`.
+/// without AVX2 and FMA, `len` outside `1..=`[`MAX_LEN`], `x`, the targets or the gradient rows
+/// shorter than `8 * len`, class weights shorter than `len`, or a [`Grad8::Probs`] without
+/// targets.
 #[inline(always)]
-pub fn softmax8<T: 'static>(
+pub fn softmax8<T: 'static + Copy>(
     x: &[T],
     len: usize,
     max: &mut [T; ROWS],
     sum: &mut [f64; ROWS],
     x_sum: Option<&mut [f64; ROWS]>,
-    grad: Option<(&mut [T], [T; ROWS], [T; ROWS])>,
+    probs: Option<Probs8<'_, T>>,
+    grad: Option<Grad8<'_, T>>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -66,27 +100,63 @@ pub fn softmax8<T: 'static>(
             return false;
         }
         let (Some(x), Some(max)) = (as_f32(x), as_f32_mut(max)) else { return false };
+        let probs = match probs {
+            None => None,
+            Some(Probs8 { y, keep, per_class, weights, masses, shifted }) => {
+                let weights = match weights.map(as_f32) {
+                    None => None,
+                    Some(Some(w)) if w.len() >= len => Some(w),
+                    Some(_) => return false,
+                };
+                match (as_f32(y), f32_of(keep), f32_of(per_class)) {
+                    (Some(y), Some(keep), Some(per_class)) if y.len() >= ROWS * len => {
+                        Some(Probs8 { y, keep, per_class, weights, masses, shifted })
+                    }
+                    _ => return false,
+                }
+            }
+        };
         let grad = match grad {
             None => None,
-            Some((rows, offset, scale)) => match (as_f32_mut(rows), as_f32(&offset), as_f32(&scale)) {
+            Some(Grad8::Index { rows, offset, scale }) => match (as_f32_mut(rows), f32s(offset), f32s(scale)) {
                 (Some(rows), Some(offset), Some(scale)) if rows.len() >= ROWS * len => {
-                    let eight = |v: &[f32]| core::array::from_fn(|i| v[i]);
-                    Some(Grad8 { rows, offset: eight(offset), scale: eight(scale) })
+                    Some(Grad8::Index { rows, offset, scale })
+                }
+                _ => return false,
+            },
+            Some(Grad8::Probs { rows, cot }) => match (as_f32_mut(rows), f32s(cot)) {
+                (Some(rows), Some(cot)) if rows.len() >= ROWS * len && probs.is_some() => {
+                    Some(Grad8::Probs { rows, cot })
                 }
                 _ => return false,
             },
         };
-        let max = <&mut [f32; ROWS]>::try_from(max).expect("eight maxima");
+        let Ok(max) = <&mut [f32; ROWS]>::try_from(max) else { return false };
         // SAFETY: `available()` checked that the CPU has AVX2 and FMA, the features the function
-        // enables; the slices are at least `8 * len` long (checked above).
-        unsafe { avx2::softmax8(x, len, max, sum, x_sum, grad) };
+        // enables; the slices are long enough (checked above).
+        unsafe { avx2::softmax8(x, len, max, sum, x_sum, probs, grad) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, len, max, sum, x_sum, grad);
+        let _ = (x, len, max, sum, x_sum, probs, grad);
         false
     }
+}
+
+/// `v` as an `f32` when `T` is `f32`.
+#[inline(always)]
+fn f32_of<T: 'static + Copy>(v: T) -> Option<f32> {
+    as_f32(std::slice::from_ref(&v)).map(|s| s[0])
+}
+
+/// `a` as `f32`s when `T` is `f32`.
+#[inline(always)]
+fn f32s<T: 'static + Copy>(a: [T; ROWS]) -> Option<[f32; ROWS]> {
+    let s = as_f32(&a[..])?;
+    let mut out = [0.0; ROWS];
+    out.copy_from_slice(s);
+    Some(out)
 }
 
 /// `s` as `f32`s when `T` is `f32`.
@@ -119,7 +189,7 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Grad8, MAX_LEN, ROWS};
+    use super::{Grad8, Probs8, MAX_LEN, ROWS};
     use crate::kernels::simd::prefetch;
     use crate::kernels::vmath::avx2::exp8;
     use core::arch::x86_64::*;
@@ -168,6 +238,51 @@ mod avx2 {
         transpose8(core::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(i * len + c0)) }))
     }
 
+    /// The `len` columns of eight rows of `x` (`8 * len`) in `tile`, followed by `+0` columns
+    /// up to a multiple of 16 (for [`row_sums`]); that part of the tile, and the maxima of the
+    /// rows (`vmaxps(v, m)` is `v > m ? v : m`: NaN skipped) when `MAX` (else `-inf`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn columns<'t, const MAX: bool>(
+        x: &[f32],
+        len: usize,
+        tile: &'t mut [MaybeUninit<__m256>; MAX_LEN],
+    ) -> (&'t mut [__m256], __m256) {
+        let full = len - len % 8;
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut c0 = 0;
+        while c0 < full {
+            for (j, v) in load_columns(x, len, c0).into_iter().enumerate() {
+                tile[c0 + j].write(v);
+                if MAX {
+                    m = _mm256_max_ps(v, m);
+                }
+            }
+            c0 += 8;
+        }
+        if full < len {
+            // the last `len - full < 8` columns through a padded copy
+            let mut block = [[0.0f32; 8]; ROWS];
+            for (i, b) in block.iter_mut().enumerate() {
+                b[..len - full].copy_from_slice(&x[i * len + full..(i + 1) * len]);
+            }
+            for (j, v) in load_columns(block.as_flattened(), 8, 0).into_iter().take(len - full).enumerate() {
+                tile[full + j].write(v);
+                if MAX {
+                    m = _mm256_max_ps(v, m);
+                }
+            }
+        }
+        let padded = len.next_multiple_of(16);
+        for t in &mut tile[len..padded] {
+            t.write(_mm256_setzero_ps());
+        }
+        // SAFETY: columns `0..full` were written by the first loop, `full..len` by the second,
+        // `len..padded` by the third (`padded <= MAX_LEN`, a multiple of 16), and
+        // `MaybeUninit<__m256>` has the layout of `__m256`.
+        (unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }, m)
+    }
+
     /// The eight per-row sums of the columns `cols` (class `c` of row `i` in lane `i` of
     /// `cols[c]`; padded with `+0` columns to a multiple of 16), in `f64` as
     /// [`block_sum`](crate::kernels::sum::block_sum) sums a row: lane `l` of the sum is
@@ -205,6 +320,18 @@ mod avx2 {
         }
     }
 
+    /// `τ_c` of the target columns `y` ([`Probs8`]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn smoothed(y: __m256, c: usize, keep: __m256, per_class: __m256, weights: Option<&[f32]>) -> __m256 {
+        // `y keep + per_class`, then times `w_c`: separate roundings, as the row kernel has them
+        let t = _mm256_add_ps(_mm256_mul_ps(y, keep), per_class);
+        match weights {
+            Some(w) => _mm256_mul_ps(_mm256_set1_ps(w[c]), t),
+            None => t,
+        }
+    }
+
     /// See [`super::softmax8`] (which checked the CPU and the lengths).
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn softmax8(
@@ -213,83 +340,129 @@ mod avx2 {
         max: &mut [f32; ROWS],
         sum: &mut [f64; ROWS],
         x_sum: Option<&mut [f64; ROWS]>,
-        grad: Option<Grad8<'_>>,
+        probs: Option<Probs8<'_, f32>>,
+        grad: Option<Grad8<'_, f32>>,
     ) {
         debug_assert!((1..=MAX_LEN).contains(&len) && x.len() >= ROWS * len);
-        // the block two blocks on (of the logits, and of the gradient rows when there are
-        // some), towards the cache: a block takes longer than memory's latency, and eight rows
-        // read a few columns at a time are eight streams, more than the hardware prefetcher
-        // follows (a fifth of the time went to waiting for the loads without this)
+        // the block two blocks on (of the logits, the targets and the gradient rows, those
+        // there are), towards the cache: a block takes longer than memory's latency, and its
+        // eight rows read eight columns at a time, a row apart, are a pattern the hardware
+        // prefetcher does not follow (a fifth of the time went to waiting for the loads without
+        // this, at 32 classes)
         let ahead = 2 * ROWS * len;
-        let line = 64 / size_of::<f32>();
-        let mut e = 0;
-        while e < ROWS * len {
-            prefetch(x.as_ptr().wrapping_add(ahead + e));
-            if let Some(g) = grad.as_ref() {
-                prefetch(g.rows.as_ptr().wrapping_add(ahead + e));
+        let streams = [
+            Some(x.as_ptr()),
+            probs.as_ref().map(|p| p.y.as_ptr()),
+            grad.as_ref().map(|g| match g {
+                Grad8::Index { rows, .. } | Grad8::Probs { rows, .. } => rows.as_ptr(),
+            }),
+        ];
+        for p in streams.into_iter().flatten() {
+            let mut e = 0;
+            while e < ROWS * len {
+                prefetch(p.wrapping_add(ahead + e));
+                e += 64 / size_of::<f32>();
             }
-            e += line;
         }
-        let full = len - len % 8;
         // the columns, uninitialised: zeroing all `MAX_LEN` would cost as much as the rest of a
-        // short block's loads; the first `len` are written below before anything reads them
+        // short block's loads; `columns` writes what it returns
         let mut tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
-        // the columns, and the maxima: `vmaxps(v, m)` is `v > m ? v : m`, NaN skipped
-        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
-        let mut c0 = 0;
-        while c0 < full {
-            for (j, v) in load_columns(x, len, c0).into_iter().enumerate() {
-                tile[c0 + j].write(v);
-                m = _mm256_max_ps(v, m);
-            }
-            c0 += 8;
-        }
-        if full < len {
-            // the last `len - full < 8` columns through a padded copy
-            let mut block = [[0.0f32; 8]; ROWS];
-            for (i, b) in block.iter_mut().enumerate() {
-                b[..len - full].copy_from_slice(&x[i * len + full..(i + 1) * len]);
-            }
-            let flat = block.as_flattened();
-            for (j, v) in load_columns(flat, 8, 0).into_iter().take(len - full).enumerate() {
-                tile[full + j].write(v);
-                m = _mm256_max_ps(v, m);
-            }
-        }
-        // +0 columns up to a multiple of 16, for the sums (`MAX_LEN` is one)
-        let padded = len.next_multiple_of(16);
-        for t in &mut tile[len..padded] {
-            t.write(_mm256_setzero_ps());
-        }
-        // SAFETY: columns `0..full` were written by the first loop, `full..len` by the second,
-        // `len..padded` just above (`padded <= MAX_LEN`), and `MaybeUninit<__m256>` has the
-        // layout of `__m256`.
-        let padded = unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) };
+        let (padded, m) = columns::<true>(x, len, &mut tile);
         // SAFETY: `max` holds eight `f32`.
         unsafe { _mm256_storeu_ps(max.as_mut_ptr(), m) };
         if let Some(out) = x_sum {
             store8(row_sums(padded), out);
         }
+        // probability targets: their columns, then W from τ and D from τ (x - m), before the
+        // logits' columns turn into exponentials
+        let mut target_tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
+        let mut tau_tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
+        let targets = match probs {
+            Some(Probs8 { y, keep, per_class, weights, masses, shifted }) => {
+                let (ys, _) = columns::<false>(y, len, &mut target_tile);
+                let (keep, per_class) = (_mm256_set1_ps(keep), _mm256_set1_ps(per_class));
+                let tau = filled(len, &mut tau_tile, |c| smoothed(ys[c], c, keep, per_class, weights));
+                let total = row_sums(tau);
+                store8(total, masses);
+                for (t, &xc) in tau[..len].iter_mut().zip(&padded[..len]) {
+                    *t = _mm256_mul_ps(*t, _mm256_sub_ps(xc, m));
+                }
+                store8(row_sums(tau), shifted);
+                Some((ys, keep, per_class, weights, total))
+            }
+            None => None,
+        };
         for v in &mut padded[..len] {
             *v = exp8(_mm256_sub_ps(*v, m));
         }
         let s = row_sums(padded);
-        let cols = &mut padded[..len];
         store8(s, sum);
-        let Some(Grad8 { rows, offset, scale }) = grad else { return };
-        // 1 / S in f64, rounded to f32
-        let one = _mm256_set1_pd(1.0);
-        let inv = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_div_pd(one, s[1])), _mm256_cvtpd_ps(_mm256_div_pd(one, s[0])));
-        // SAFETY: `offset` and `scale` hold eight `f32`.
-        let (offset, scale) = unsafe { (_mm256_loadu_ps(offset.as_ptr()), _mm256_loadu_ps(scale.as_ptr())) };
-        for v in cols.iter_mut() {
-            *v = _mm256_sub_ps(offset, _mm256_mul_ps(_mm256_mul_ps(*v, inv), scale));
+        let cols = &mut padded[..len];
+        let rows = match grad {
+            None => return,
+            Some(Grad8::Index { rows, offset, scale }) => {
+                // 1 / S in f64, rounded to f32
+                let one = _mm256_set1_pd(1.0);
+                let inv = halves(_mm256_div_pd(one, s[0]), _mm256_div_pd(one, s[1]));
+                // SAFETY: `offset` and `scale` hold eight `f32`.
+                let (offset, scale) = unsafe { (_mm256_loadu_ps(offset.as_ptr()), _mm256_loadu_ps(scale.as_ptr())) };
+                for v in cols.iter_mut() {
+                    *v = _mm256_sub_ps(offset, _mm256_mul_ps(_mm256_mul_ps(*v, inv), scale));
+                }
+                rows
+            }
+            Some(Grad8::Probs { rows, cot }) => {
+                let Some((ys, keep, per_class, weights, total)) = targets else { return };
+                // SAFETY: `cot` holds eight `f32`.
+                let s32 = unsafe { _mm256_loadu_ps(cot.as_ptr()) };
+                // a = s W / S in f64, rounded to f32
+                let (lo, hi) =
+                    (_mm256_cvtps_pd(_mm256_castps256_ps128(s32)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(s32)));
+                let a = halves(
+                    _mm256_div_pd(_mm256_mul_pd(lo, total[0]), s[0]),
+                    _mm256_div_pd(_mm256_mul_pd(hi, total[1]), s[1]),
+                );
+                for (c, v) in cols.iter_mut().enumerate() {
+                    let tau = smoothed(ys[c], c, keep, per_class, weights);
+                    *v = _mm256_sub_ps(_mm256_mul_ps(*v, a), _mm256_mul_ps(s32, tau));
+                }
+                rows
+            }
+        };
+        store_rows(cols, len, rows);
+    }
+
+    /// Rows 0-3 and 4-7 of eight `f64`s, each rounded to `f32`, as one vector.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn halves(lo: __m256d, hi: __m256d) -> __m256 {
+        _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo))
+    }
+
+    /// `f(c)` for the `len` columns into `tile`, then `+0` columns up to a multiple of 16 (for
+    /// [`row_sums`]); that part of the tile.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn filled(len: usize, tile: &mut [MaybeUninit<__m256>; MAX_LEN], f: impl Fn(usize) -> __m256) -> &mut [__m256] {
+        let padded = len.next_multiple_of(16);
+        for (c, t) in tile[..padded].iter_mut().enumerate() {
+            t.write(if c < len { f(c) } else { _mm256_setzero_ps() });
         }
+        // SAFETY: the loop wrote columns `0..padded` (`padded <= MAX_LEN`), and
+        // `MaybeUninit<__m256>` has the layout of `__m256`.
+        unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }
+    }
+
+    /// The `len` columns `cols` written back as eight rows of `len` into `rows` (`8 * len`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn store_rows(cols: &[__m256], len: usize, rows: &mut [f32]) {
+        debug_assert!(cols.len() == len && rows.len() >= ROWS * len);
+        let full = len - len % 8;
         let mut c0 = 0;
         while c0 < full {
             let Ok(&block) = <&[__m256; 8]>::try_from(&cols[c0..c0 + 8]) else { break };
-            let r = transpose8(block);
-            for (i, v) in r.into_iter().enumerate() {
+            for (i, v) in transpose8(block).into_iter().enumerate() {
                 // SAFETY: row `i < 8` writes `rows[i * len + c0..i * len + c0 + 8]`, inside
                 // `rows` (at least `8 * len` long, checked by the caller; `c0 + 8 <= len`).
                 unsafe { _mm256_storeu_ps(rows.as_mut_ptr().add(i * len + c0), v) };
@@ -351,7 +524,8 @@ mod tests {
                 let scale: [f32; ROWS] = core::array::from_fn(|i| 0.5 + i as f32);
                 let (mut max, mut sum, mut x_sum) = ([0.0f32; ROWS], [0.0f64; ROWS], [0.0f64; ROWS]);
                 let mut g = vec![f32::NAN; ROWS * len + 3];
-                assert!(softmax8(&x, len, &mut max, &mut sum, Some(&mut x_sum), Some((&mut g[..], offset, scale))));
+                let grad = Grad8::Index { rows: &mut g[..], offset, scale };
+                assert!(softmax8(&x, len, &mut max, &mut sum, Some(&mut x_sum), None, Some(grad)));
                 for i in 0..ROWS {
                     let row = &x[i * len..(i + 1) * len];
                     let m = row_max(row);
@@ -377,14 +551,46 @@ mod tests {
     fn softmax8_declines_what_it_does_not_take() {
         let (mut max, mut sum) = ([0.0f64; ROWS], [0.0f64; ROWS]);
         // f64, a row too long, too few elements, empty rows
-        assert!(!softmax8(&[0.0f64; 16], 2, &mut max, &mut sum, None, None));
+        assert!(!softmax8(&[0.0f64; 16], 2, &mut max, &mut sum, None, None, None));
         let mut max32 = [0.0f32; ROWS];
-        assert!(!softmax8(&vec![0.0f32; ROWS * (MAX_LEN + 1)], MAX_LEN + 1, &mut max32, &mut sum, None, None));
-        assert!(!softmax8(&[0.0f32; 15], 2, &mut max32, &mut sum, None, None));
-        assert!(!softmax8(&[0.0f32; 0], 0, &mut max32, &mut sum, None, None));
-        let mut short = [0.0f32; 15];
-        let none = [0.0f32; ROWS];
-        assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, Some((&mut short[..], none, none))));
-        assert_eq!(max32, [0.0; ROWS]);
+        let long = vec![0.0f32; ROWS * (MAX_LEN + 1)];
+        assert!(!softmax8(&long, MAX_LEN + 1, &mut max32, &mut sum, None, None, None));
+        assert!(!softmax8(&[0.0f32; 15], 2, &mut max32, &mut sum, None, None, None));
+        assert!(!softmax8(&[0.0f32; 0], 0, &mut max32, &mut sum, None, None, None));
+        // gradient rows, targets or class weights too short; a probability gradient without targets
+        let (mut short, none) = ([0.0f32; 15], [0.0f32; ROWS]);
+        let grad = Grad8::Index { rows: &mut short[..], offset: none, scale: none };
+        assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, None, Some(grad)));
+        let mut rows = [0.0f32; 16];
+        assert!(!softmax8(
+            &[0.0f32; 16],
+            2,
+            &mut max32,
+            &mut sum,
+            None,
+            None,
+            Some(Grad8::Probs { rows: &mut rows[..], cot: none })
+        ));
+        let (mut masses, mut shifted) = ([0.0; ROWS], [0.0; ROWS]);
+        let probs = Probs8 {
+            y: &[0.0f32; 15],
+            keep: 1.0,
+            per_class: 0.0,
+            weights: None,
+            masses: &mut masses,
+            shifted: &mut shifted,
+        };
+        assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, Some(probs), None));
+        let probs = Probs8 {
+            y: &[0.0f32; 16],
+            keep: 1.0,
+            per_class: 0.0,
+            weights: Some(&[1.0]),
+            masses: &mut masses,
+            shifted: &mut shifted,
+        };
+        assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, Some(probs), None));
+        assert_eq!((max32, masses), ([0.0; ROWS], [0.0; ROWS]));
+        assert!(short.iter().chain(&rows).all(|&v| v == 0.0));
     }
 }

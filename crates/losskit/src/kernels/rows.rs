@@ -628,4 +628,53 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn f32_probability_groups_match_single_rows() {
+        // as `f32_groups_match_single_rows`, for probability targets (rows of up to 32 classes
+        // in groups of eight or more go across SIMD lanes where the CPU has AVX2), with label
+        // smoothing and class weights, both gradients
+        use crate::kernels::xent::{prob_xent_rows, Smoothing};
+        for len in lengths() {
+            let rows = rows_per_group(len) + 3;
+            let x: Vec<f32> = logits(rows, len).iter().map(|&v| v as f32).collect();
+            let y: Vec<f32> = (0..rows * len).map(|i| ((i * 13) % 7) as f32 / (7.0 * len as f32)).collect();
+            let cot = |r: usize| 0.5 + (r % 3) as f32;
+            let w: Vec<f32> = (0..len).map(|c| 0.5 + (c % 3) as f32).collect();
+            for (smoothing, weighted) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sm = smoothing.then(|| Smoothing { keep: 0.9f32, per_class: 0.1 / len as f32 });
+                let weights = weighted.then_some(&w[..]);
+                let run = |per_group: usize| {
+                    let (mut v, mut g, mut gy) =
+                        (vec![0.0f32; rows], vec![f32::NAN; rows * len], vec![f32::NAN; rows * len]);
+                    let mut work = Workspace::default();
+                    let mut r0 = 0;
+                    while r0 < rows {
+                        let r1 = (r0 + per_group).min(rows);
+                        let span = r0 * len..r1 * len;
+                        let (gs, gys) = (Some(&mut g[span.clone()]), Some(&mut gy[span.clone()]));
+                        let s = |k: usize| cot(r0 + k);
+                        prob_xent_rows(
+                            &x[span.clone()],
+                            &y[span],
+                            len,
+                            sm,
+                            weights,
+                            s,
+                            gs,
+                            gys,
+                            &mut v[r0..r1],
+                            &mut work,
+                        );
+                        r0 = r1;
+                    }
+                    (v, g, gy)
+                };
+                let (v, g, gy) = run(rows_per_group(len));
+                let (v1, g1, gy1) = run(1);
+                let same = same_bits(&v, &v1) && same_bits(&g, &g1) && same_bits(&gy, &gy1);
+                assert!(same, "len={len} sm={smoothing} w={weighted}");
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::row_lanes::{softmax8, ROWS};
+use crate::kernels::row_lanes::{softmax8, Grad8, Probs8, ROWS};
 use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
@@ -166,8 +166,8 @@ pub fn index_xent_rows<T: Float>(
                     (offset[i], at_target[i], scale[i]) = row_grad(head + i);
                 }
             }
-            let grad = g.as_deref_mut().map(|g| (&mut g[at..at + ROWS * len], offset, scale));
-            if !softmax8(&x[at..], len, m, s, smoothing.is_some().then_some(&mut x_sum), grad) {
+            let grad = g.as_deref_mut().map(|g| Grad8::Index { rows: &mut g[at..at + ROWS * len], offset, scale });
+            if !softmax8(&x[at..], len, m, s, smoothing.is_some().then_some(&mut x_sum), None, grad) {
                 break;
             }
             if smoothing.is_some() {
@@ -282,39 +282,79 @@ pub fn prob_xent_rows<T: Float>(
     let (max, sum, lse) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows]);
     let (masses, shifted) = (&mut masses[..rows], &mut shifted[..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
-    shifted_exps(x, len, max, g.as_deref_mut(), tile, parts, sum, None, Some(y.as_ptr()));
-    let max = &*max;
-    let tau = smoothed_targets(y, w, len, keep, per_class);
-    // one pass over the targets for both sums: W from the tiles of τ, then D from the same
-    // tiles times x - m (a tile starts at row k, class c0, and may run over whole rows)
-    fill_sums(
-        len,
-        rows,
-        None,
-        tile,
-        parts,
-        shifted,
-        Some(masses),
-        tau,
-        #[inline(always)]
-        |k, c0, v: &mut [T]| {
-            let (mut r, mut c, mut rest) = (k, c0, v);
-            while !rest.is_empty() {
-                let (piece, tail) = rest.split_at_mut((len - c).min(rest.len()));
-                let (xs, m) = (&x[r * len + c..r * len + c + piece.len()], max[r]);
-                for (v, &xc) in piece.iter_mut().zip(xs) {
-                    *v *= xc - m;
-                }
-                (r, c, rest) = (r + 1, 0, tail);
+    // short rows eight at a time across SIMD lanes where the type and the CPU allow
+    // ([`softmax8`], the same bits as the row kernels), the rest through the row kernels
+    let mut head = 0;
+    while head + ROWS <= rows {
+        let (block, at) = (head..head + ROWS, head * len);
+        let (Ok(m), Ok(s), Ok(masses), Ok(shifted)) = (
+            <&mut [T; ROWS]>::try_from(&mut max[block.clone()]),
+            <&mut [f64; ROWS]>::try_from(&mut sum[block.clone()]),
+            <&mut [f64; ROWS]>::try_from(&mut masses[block.clone()]),
+            <&mut [f64; ROWS]>::try_from(&mut shifted[block]),
+        ) else {
+            break;
+        };
+        let probs = Probs8 { y: &y[at..], keep, per_class, weights: w, masses, shifted };
+        let grad = g.as_deref_mut().map(|g| {
+            let mut s = [T::zero(); ROWS];
+            for (i, s) in s.iter_mut().enumerate() {
+                *s = cot(head + i);
             }
-        },
-    );
+            Grad8::Probs { rows: &mut g[at..at + ROWS * len], cot: s }
+        });
+        if !softmax8(&x[at..], len, m, s, None, Some(probs), grad) {
+            break;
+        }
+        head += ROWS;
+    }
+    if head < rows {
+        let (x, y, max) = (&x[head * len..], &y[head * len..], &mut max[head..]);
+        shifted_exps(
+            x,
+            len,
+            max,
+            g.as_deref_mut().map(|g| &mut g[head * len..]),
+            tile,
+            parts,
+            &mut sum[head..],
+            None,
+            Some(y.as_ptr()),
+        );
+        let max = &*max;
+        let tau = smoothed_targets(y, w, len, keep, per_class);
+        // one pass over the targets for both sums: W from the tiles of τ, then D from the same
+        // tiles times x - m (a tile starts at row k, class c0, and may run over whole rows)
+        fill_sums(
+            len,
+            rows - head,
+            None,
+            tile,
+            parts,
+            &mut shifted[head..],
+            Some(&mut masses[head..]),
+            tau,
+            #[inline(always)]
+            |k, c0, v: &mut [T]| {
+                let (mut r, mut c, mut rest) = (k, c0, v);
+                while !rest.is_empty() {
+                    let (piece, tail) = rest.split_at_mut((len - c).min(rest.len()));
+                    let (xs, m) = (&x[r * len + c..r * len + c + piece.len()], max[r]);
+                    for (v, &xc) in piece.iter_mut().zip(xs) {
+                        *v *= xc - m;
+                    }
+                    (r, c, rest) = (r + 1, 0, tail);
+                }
+            },
+        );
+    }
+    let max = &*max;
     ln_sums(sum, lse);
     for (k, value) in values.iter_mut().enumerate() {
         *value = T::from_acc(lse[k].acc() * masses[k] - shifted[k]);
     }
     if let Some(g) = g {
-        for (k, (gs, ys)) in g.chunks_exact_mut(len).zip(y.chunks_exact(len)).enumerate() {
+        for (k, (gs, ys)) in g.chunks_exact_mut(len).zip(y.chunks_exact(len)).enumerate().skip(head) {
             let s = cot(k);
             let a = T::from_acc(s.acc() * masses[k] / sum[k]);
             match w {
