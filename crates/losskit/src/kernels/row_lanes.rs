@@ -261,12 +261,14 @@ mod avx2 {
             c0 += 8;
         }
         if full < len {
-            // the last `len - full < 8` columns through a padded copy
-            let mut block = [[0.0f32; 8]; ROWS];
-            for (i, b) in block.iter_mut().enumerate() {
-                b[..len - full].copy_from_slice(&x[i * len + full..(i + 1) * len]);
-            }
-            for (j, v) in load_columns(block.as_flattened(), 8, 0).into_iter().take(len - full).enumerate() {
+            // the last `len - full < 8` columns by masked loads (a copy of a run-time length
+            // was a `memcpy` call per row: a tenth of the instructions at 10 classes)
+            let mask = tail_mask(len - full);
+            // SAFETY: row `i < 8` reads the lanes `j < len - full` of `x[i * len + full..]`, that
+            // is `x[i * len + full..(i + 1) * len]`, inside `x` (`x.len() >= 8 * len`); masked
+            // lanes are not read and cannot fault.
+            let block = core::array::from_fn(|i| unsafe { _mm256_maskload_ps(x.as_ptr().add(i * len + full), mask) });
+            for (j, v) in transpose8(block).into_iter().take(len - full).enumerate() {
                 tile[full + j].write(v);
                 if MAX {
                     m = _mm256_max_ps(v, m);
@@ -453,12 +455,41 @@ mod avx2 {
         unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }
     }
 
+    /// The lanes `j < n` (`n <= 8`) of a mask for `vmaskmovps`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn tail_mask(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
     /// The `len` columns `cols` written back as eight rows of `len` into `rows` (`8 * len`).
     #[inline]
     #[target_feature(enable = "avx2")]
     fn store_rows(cols: &[__m256], len: usize, rows: &mut [f32]) {
         debug_assert!(cols.len() == len && rows.len() >= ROWS * len);
         let full = len - len % 8;
+        if full < len {
+            // the last `len - full < 8` columns first, eight lanes at a time where that stays
+            // inside `rows`: such a store spills into the rows after, which their own stores
+            // (later in this order) overwrite; the last rows lane by lane (a masked store is
+            // microcoded on AMD CPUs, a copy of a run-time length a `memcpy` call)
+            let r = transpose8(core::array::from_fn(|j| cols.get(full + j).copied().unwrap_or(_mm256_setzero_ps())));
+            for (i, v) in r.into_iter().enumerate() {
+                let at = i * len + full;
+                if at + 8 <= ROWS * len {
+                    // SAFETY: this writes `rows[at..at + 8]`, inside `rows` (at least `8 * len`
+                    // long, checked by the caller).
+                    unsafe { _mm256_storeu_ps(rows.as_mut_ptr().add(at), v) };
+                } else {
+                    let mut lanes = [0.0f32; 8];
+                    // SAFETY: `lanes` holds eight `f32`.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                    for (o, &v) in rows[at..(i + 1) * len].iter_mut().zip(&lanes) {
+                        *o = v;
+                    }
+                }
+            }
+        }
         let mut c0 = 0;
         while c0 < full {
             let Ok(&block) = <&[__m256; 8]>::try_from(&cols[c0..c0 + 8]) else { break };
@@ -468,15 +499,6 @@ mod avx2 {
                 unsafe { _mm256_storeu_ps(rows.as_mut_ptr().add(i * len + c0), v) };
             }
             c0 += 8;
-        }
-        if full < len {
-            let r = transpose8(core::array::from_fn(|j| cols.get(full + j).copied().unwrap_or(_mm256_setzero_ps())));
-            for (i, v) in r.into_iter().enumerate() {
-                let mut row = [0.0f32; 8];
-                // SAFETY: `row` holds eight `f32`.
-                unsafe { _mm256_storeu_ps(row.as_mut_ptr(), v) };
-                rows[i * len + full..(i + 1) * len].copy_from_slice(&row[..len - full]);
-            }
         }
     }
 }
