@@ -21,7 +21,7 @@
 //! machines have them too): elsewhere [`softmax8`] declines and callers use the row kernels.
 
 /// The longest rows [`softmax8`] takes. Measured on Zen 3 (`cross_entropy`, f32, alternating
-/// runs against the row kernels): 0.5-0.75x the time at 10 and 24 classes, 0.85-1.05x at 32
+/// runs against the row kernels): 0.38-0.71x the time at 10 and 24 classes, 0.82-0.95x at 32
 /// (where the row kernels have no remainders), 1.0-1.4x at 48 and 64, where the row kernels'
 /// per-row work is a smaller share and the transpositions cost more than they save.
 pub const MAX_LEN: usize = 32;
