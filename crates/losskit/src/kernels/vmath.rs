@@ -284,6 +284,28 @@ fn ln_1m_unit_by<T: crate::float::Float>(x: T, split: impl Fn(T) -> (T, T), redu
     }
 }
 
+/// The clamp, reduction and polynomial of [`exp_f32`] on one vector, operation for operation,
+/// written once for the intrinsic forms (AVX-512 and AVX2 name their operations differently):
+/// `exp_reduced!(x, set1, min, max, fmadd, sub, mul, add)` gives `(y, kf, shifted)`, with
+/// `e^x = y 2^kf`. `vmaxps`/`vminps` return their second operand when either is NaN: NaN goes
+/// through, as `clamp` lets it.
+#[cfg(target_arch = "x86_64")]
+macro_rules! exp_reduced {
+    ($x:expr, $set1:ident, $min:ident, $max:ident, $fmadd:ident, $sub:ident, $mul:ident, $add:ident) => {{
+        let c = $set1;
+        let xc = $min(c(EXP_CLAMP_HI), $max(c(EXP_CLAMP_LO), $x));
+        let shifted = $fmadd(xc, c(LOG2_E), c(ROUNDER));
+        let kf = $sub(shifted, c(ROUNDER));
+        let r = $fmadd(kf, c(-LN2_LO), $fmadd(kf, c(-LN2_HI), xc));
+        let r2 = $mul(r, r);
+        let q01 = $fmadd(c(EXP_Q[1]), r, c(EXP_Q[0]));
+        let q23 = $fmadd(c(EXP_Q[3]), r, c(EXP_Q[2]));
+        let q45 = $fmadd(c(EXP_Q[5]), r, c(EXP_Q[4]));
+        let q = $fmadd($fmadd(q45, r2, q23), r2, q01);
+        ($add($fmadd(q, r2, r), c(1.0)), kf, shifted)
+    }};
+}
+
 /// [`exp_f32`] on sixteen lanes with AVX-512's `vscalefps`, which multiplies by `2^k` with
 /// one rounding, overflow to infinity and gradual underflow in one instruction: about half the
 /// operations of the portable code, whose two exponent-field factors and range selects it
@@ -291,7 +313,7 @@ fn ln_1m_unit_by<T: crate::float::Float>(x: T, split: impl Fn(T) -> (T, T), redu
 /// the results have the same bits (checked in the tests).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{EXP_CLAMP_HI as CLAMP_HI, EXP_CLAMP_LO as CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use super::{EXP_CLAMP_HI, EXP_CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
     use core::arch::x86_64::*;
 
     // arguments are clamped as in [`exp_f32`](super::exp_f32), and beyond `[EXP_MIN, EXP_MAX]`
@@ -300,19 +322,16 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn exp16(x: __m512) -> __m512 {
-        let c = _mm512_set1_ps;
-        // `vmaxps`/`vminps` return their second operand when either is NaN: NaN goes through
-        let xc = _mm512_min_ps(c(CLAMP_HI), _mm512_max_ps(c(CLAMP_LO), x));
-        let shifted = _mm512_fmadd_ps(xc, c(LOG2_E), c(ROUNDER));
-        let kf = _mm512_sub_ps(shifted, c(ROUNDER));
-        let r = _mm512_fmadd_ps(kf, c(-LN2_HI), xc);
-        let r = _mm512_fmadd_ps(kf, c(-LN2_LO), r);
-        let r2 = _mm512_mul_ps(r, r);
-        let q01 = _mm512_fmadd_ps(c(EXP_Q[1]), r, c(EXP_Q[0]));
-        let q23 = _mm512_fmadd_ps(c(EXP_Q[3]), r, c(EXP_Q[2]));
-        let q45 = _mm512_fmadd_ps(c(EXP_Q[5]), r, c(EXP_Q[4]));
-        let q = _mm512_fmadd_ps(_mm512_fmadd_ps(q45, r2, q23), r2, q01);
-        let y = _mm512_add_ps(_mm512_fmadd_ps(q, r2, r), c(1.0));
+        let (y, kf, _) = exp_reduced!(
+            x,
+            _mm512_set1_ps,
+            _mm512_min_ps,
+            _mm512_max_ps,
+            _mm512_fmadd_ps,
+            _mm512_sub_ps,
+            _mm512_mul_ps,
+            _mm512_add_ps
+        );
         _mm512_scalef_ps(y, kf)
     }
 
@@ -343,26 +362,23 @@ mod avx512 {
 /// through memory.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{EXP_CLAMP_HI as CLAMP_HI, EXP_CLAMP_LO as CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use super::{EXP_CLAMP_HI, EXP_CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
     use core::arch::x86_64::*;
 
     /// `exp_f32` of each lane.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(crate) fn exp8(x: __m256) -> __m256 {
-        let c = _mm256_set1_ps;
-        // `vmaxps`/`vminps` return their second operand when either is NaN: NaN goes through,
-        // as `clamp` lets it
-        let xc = _mm256_min_ps(c(CLAMP_HI), _mm256_max_ps(c(CLAMP_LO), x));
-        let shifted = _mm256_fmadd_ps(xc, c(LOG2_E), c(ROUNDER));
-        let kf = _mm256_sub_ps(shifted, c(ROUNDER));
-        let r = _mm256_fmadd_ps(kf, c(-LN2_LO), _mm256_fmadd_ps(kf, c(-LN2_HI), xc));
-        let r2 = _mm256_mul_ps(r, r);
-        let q01 = _mm256_fmadd_ps(c(EXP_Q[1]), r, c(EXP_Q[0]));
-        let q23 = _mm256_fmadd_ps(c(EXP_Q[3]), r, c(EXP_Q[2]));
-        let q45 = _mm256_fmadd_ps(c(EXP_Q[5]), r, c(EXP_Q[4]));
-        let q = _mm256_fmadd_ps(_mm256_fmadd_ps(q45, r2, q23), r2, q01);
-        let y = _mm256_add_ps(_mm256_fmadd_ps(q, r2, r), c(1.0));
+        let (y, _, shifted) = exp_reduced!(
+            x,
+            _mm256_set1_ps,
+            _mm256_min_ps,
+            _mm256_max_ps,
+            _mm256_fmadd_ps,
+            _mm256_sub_ps,
+            _mm256_mul_ps,
+            _mm256_add_ps
+        );
         // k from the low bits of `shifted`, 2^k as the two exponent-field factors of exp_f32
         let k = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4b40_0000));
         let k1 = _mm256_srai_epi32::<1>(k);
