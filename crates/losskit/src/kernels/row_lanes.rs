@@ -145,12 +145,14 @@ pub fn softmax8<T: 'static + Copy>(
 }
 
 /// `v` as an `f32` when `T` is `f32`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn f32_of<T: 'static + Copy>(v: T) -> Option<f32> {
     as_f32(std::slice::from_ref(&v)).map(|s| s[0])
 }
 
 /// `a` as `f32`s when `T` is `f32`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn f32s<T: 'static + Copy>(a: [T; ROWS]) -> Option<[f32; ROWS]> {
     let s = as_f32(&a[..])?;
@@ -160,6 +162,7 @@ fn f32s<T: 'static + Copy>(a: [T; ROWS]) -> Option<[f32; ROWS]> {
 }
 
 /// `s` as `f32`s when `T` is `f32`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
@@ -169,6 +172,7 @@ fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
 }
 
 /// [`as_f32`] of a mutable slice.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
