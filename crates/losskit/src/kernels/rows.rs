@@ -96,12 +96,20 @@ pub fn row_maxes<T: Float>(x: &[T], len: usize, max: &mut [T], shifted_sums: Opt
     };
     for ((m, d), row) in max.iter_mut().zip(shifted).zip(x.chunks_exact(len)) {
         let (mx, sx) = row_max_sum(row);
-        // `len m` is exact for f32 logits and rounded once for f64: the difference is within
-        // a few roundings of `sum_c |x_c|` in f64, far below the accuracy of the value it goes
-        // into (times the smoothing share `ε / C`). A NaN or infinite entry gives what the sum
-        // of `x_c - m` gives (NaN, or -inf for a -inf logit).
-        (*m, *d) = (mx, sx - len as f64 * mx.acc());
+        (*m, *d) = (mx, shifted_sum(sx, len, mx));
     }
+}
+
+/// A row's `sum_c (x_c - m)` from its sum `sum_x` of `len` logits and its maximum `m`, as
+/// `sum_x - len m`.
+///
+/// `len m` is exact for f32 logits and rounded once for f64: the difference is within a few
+/// roundings of `sum_c |x_c|` in f64, far below the accuracy of the value it goes into (times
+/// the smoothing share `ε / C`). A NaN or infinite entry gives what the sum of `x_c - m` gives
+/// (NaN, or -inf for a -inf logit).
+#[inline(always)]
+pub fn shifted_sum<T: Float>(sum_x: f64, len: usize, m: T) -> f64 {
+    sum_x - len as f64 * m.acc()
 }
 
 /// Per-row sums of computed values: for `rows` rows of `len` elements, `fill(k, c0, v)` writes

@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, shifted_sum, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
 
@@ -171,9 +171,8 @@ pub fn index_xent_rows<T: Float>(
                 break;
             }
             if smoothing.is_some() {
-                // as `row_maxes` gives it
                 for (k, sx) in block.clone().zip(x_sum) {
-                    shifted[k] = sx - len as f64 * max[k].acc();
+                    shifted[k] = shifted_sum(sx, len, max[k]);
                 }
             }
             if let Some(g) = g.as_deref_mut() {
