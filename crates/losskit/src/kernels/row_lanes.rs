@@ -73,24 +73,42 @@ pub enum Grad8<'a, T> {
     },
 }
 
+/// Index targets' values of a block of [`softmax8`]: row `i`'s softmax cross-entropy against
+/// class `class[i]` (`-1`: an ignored row, value `+0`), with `logp_c = (x_c - m) - ln S`
+/// (`ln S` as [`ln_sum`](super::rows::ln_sum) has it):
+/// `nll = -(logp_t w_t)` (`w_t = weight[i]`, 1 without class weights) and, with label
+/// smoothing `(keep, per_class) = (1 - ε, ε / C)` (unweighted: with class weights the
+/// smoothing term weighs each class, which the row kernels do), the value
+/// `keep nll + per_class (C ln S - sum_c (x_c - m))` ([`shifted_sum`](super::rows::shifted_sum));
+/// each with the roundings of [`index_xent_rows`](super::xent::index_xent_rows).
+pub struct Values8<'a, T> {
+    /// Each row's class, or `-1`.
+    pub class: [i32; ROWS],
+    /// Each row's weight of its class.
+    pub weight: [T; ROWS],
+    /// `(1 - ε, ε / C)`.
+    pub smoothing: Option<(T, T)>,
+    /// Each row's value (written).
+    pub values: &'a mut [T; ROWS],
+}
+
 /// Each of the eight rows of `len` logits `x` (`8 * len` elements, contiguous): its maximum
 /// `m` ([`row_max`](super::axis::row_max)'s, NaN skipped) into `max`, the sum of
 /// `e^(x_c - m)` into `sum` (in `f64`, as [`block_sum`](super::sum::block_sum) sums), with
-/// `x_sum` the sum of its logits (as [`row_max_sum`](super::axis::row_max_sum) sums), with
-/// `probs` the sums of its probability targets ([`Probs8`]), and with `grad` its gradient rows
-/// ([`Grad8`]).
+/// `values` its value against an index target ([`Values8`]), with `probs` the sums of its
+/// probability targets ([`Probs8`]), and with `grad` its gradient rows ([`Grad8`]).
 ///
 /// Returns `false`, touching nothing, where it does not apply: another type than `f32`, a CPU
 /// without AVX2 and FMA, `len` outside `1..=`[`MAX_LEN`], `x`, the targets or the gradient rows
-/// shorter than `8 * len`, class weights shorter than `len`, or a [`Grad8::Probs`] without
-/// targets.
+/// shorter than `8 * len`, class weights shorter than `len`, a class outside `-1..len`, or a
+/// [`Grad8::Probs`] without targets.
 #[inline(always)]
 pub fn softmax8<T: 'static + Copy>(
     x: &[T],
     len: usize,
     max: &mut [T; ROWS],
     sum: &mut [f64; ROWS],
-    x_sum: Option<&mut [f64; ROWS]>,
+    values: Option<Values8<'_, T>>,
     probs: Option<Probs8<'_, T>>,
     grad: Option<Grad8<'_, T>>,
 ) -> bool {
@@ -100,6 +118,21 @@ pub fn softmax8<T: 'static + Copy>(
             return false;
         }
         let (Some(x), Some(max)) = (as_f32(x), as_f32_mut(max)) else { return false };
+        let values = match values {
+            None => None,
+            Some(Values8 { class, weight, smoothing, values }) => {
+                let smoothing = match smoothing.map(|(keep, per_class)| (f32_of(keep), f32_of(per_class))) {
+                    None => None,
+                    Some((Some(keep), Some(per_class))) => Some((keep, per_class)),
+                    Some(_) => return false,
+                };
+                let in_range = class.iter().all(|&c| (-1..len as i32).contains(&c));
+                match (f32s(weight), as_f32_mut(&mut values[..]).map(<&mut [f32; ROWS]>::try_from)) {
+                    (Some(weight), Some(Ok(values))) if in_range => Some(Values8 { class, weight, smoothing, values }),
+                    _ => return false,
+                }
+            }
+        };
         let probs = match probs {
             None => None,
             Some(Probs8 { y, keep, per_class, weights, masses, shifted }) => {
@@ -134,12 +167,12 @@ pub fn softmax8<T: 'static + Copy>(
         let Ok(max) = <&mut [f32; ROWS]>::try_from(max) else { return false };
         // SAFETY: `available()` checked that the CPU has AVX2 and FMA, the features the function
         // enables; the slices are long enough (checked above).
-        unsafe { avx2::softmax8(x, len, max, sum, x_sum, probs, grad) };
+        unsafe { avx2::softmax8(x, len, max, sum, values, probs, grad) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, len, max, sum, x_sum, probs, grad);
+        let _ = (x, len, max, sum, values, probs, grad);
         false
     }
 }
@@ -193,9 +226,9 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Grad8, Probs8, MAX_LEN, ROWS};
+    use super::{Grad8, Probs8, Values8, MAX_LEN, ROWS};
     use crate::kernels::simd::prefetch;
-    use crate::kernels::vmath::avx2::exp8;
+    use crate::kernels::vmath::avx2::{exp8, ln_sum8};
     use core::arch::x86_64::*;
     use core::mem::MaybeUninit;
 
@@ -345,7 +378,7 @@ mod avx2 {
         len: usize,
         max: &mut [f32; ROWS],
         sum: &mut [f64; ROWS],
-        x_sum: Option<&mut [f64; ROWS]>,
+        values: Option<Values8<'_, f32>>,
         probs: Option<Probs8<'_, f32>>,
         grad: Option<Grad8<'_, f32>>,
     ) {
@@ -376,9 +409,9 @@ mod avx2 {
         let (padded, m) = columns::<true>(x, len, &mut tile);
         // SAFETY: `max` holds eight `f32`.
         unsafe { _mm256_storeu_ps(max.as_mut_ptr(), m) };
-        if let Some(out) = x_sum {
-            store8(row_sums(padded), out);
-        }
+        // label smoothing's sums of the logits (as `row_max_sum` sums them), before the logits
+        // turn into exponentials
+        let x_sum = values.as_ref().and_then(|v| v.smoothing).map(|_| row_sums(padded));
         // probability targets: their columns, then W from τ and D from τ (x - m), before the
         // logits' columns turn into exponentials
         let mut target_tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
@@ -403,6 +436,44 @@ mod avx2 {
         }
         let s = row_sums(padded);
         store8(s, sum);
+        if let Some(Values8 { class, weight, smoothing, values }) = values {
+            // SAFETY: `class`, `weight` and `values` hold eight `i32`s or `f32`s.
+            let (class, weight) =
+                unsafe { (_mm256_loadu_si256(class.as_ptr().cast::<__m256i>()), _mm256_loadu_ps(weight.as_ptr())) };
+            let valid = _mm256_cmpgt_epi32(class, _mm256_set1_epi32(-1));
+            let at = _mm256_add_epi32(
+                _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(len as i32)),
+                class,
+            );
+            let valid = _mm256_castsi256_ps(valid);
+            // SAFETY: a lane with `valid` set reads `x[i * len + class]` with `0 <= class < len`
+            // (checked by the caller), inside `x` (`x.len() >= 8 * len`); other lanes read nothing.
+            let x_t = unsafe { _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), x.as_ptr(), at, valid) };
+            let lse = ln_sum8(s[0], s[1]);
+            let neg = |v| _mm256_xor_ps(v, _mm256_set1_ps(-0.0));
+            // -(((x_t - m) - ln S) w_t), +0 for an ignored row
+            let nll = _mm256_and_ps(neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(x_t, m), lse), weight)), valid);
+            let v = match (smoothing, x_sum) {
+                (Some((keep, per_class)), Some(x_sum)) => {
+                    // C ln S - (sum_c x_c - C m), in f64, rounded once; +0 for an ignored row
+                    let c = _mm256_set1_pd(len as f64);
+                    let smooth = |lse: __m128, x_sum: __m256d, m: __m128| {
+                        let shifted = _mm256_sub_pd(x_sum, _mm256_mul_pd(c, _mm256_cvtps_pd(m)));
+                        _mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(lse), c), shifted)
+                    };
+                    let (lo, hi) = (_mm256_castps256_ps128, _mm256_extractf128_ps::<1>);
+                    let smooth = halves(smooth(lo(lse), x_sum[0], lo(m)), smooth(hi(lse), x_sum[1], hi(m)));
+                    let smooth = _mm256_and_ps(smooth, valid);
+                    _mm256_add_ps(
+                        _mm256_mul_ps(_mm256_set1_ps(keep), nll),
+                        _mm256_mul_ps(smooth, _mm256_set1_ps(per_class)),
+                    )
+                }
+                _ => nll,
+            };
+            // SAFETY: `values` holds eight `f32`.
+            unsafe { _mm256_storeu_ps(values.as_mut_ptr(), v) };
+        }
         let cols = &mut padded[..len];
         let rows = match grad {
             None => return,
@@ -540,18 +611,28 @@ mod tests {
 
     #[test]
     fn softmax8_has_the_bits_of_the_row_kernels() {
+        use crate::kernels::rows::{ln_sum, shifted_sum};
         if !available() {
             return;
         }
         for len in [1usize, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, MAX_LEN] {
-            for seed in [0u32, 12345] {
+            for (seed, smoothing) in [
+                (0u32, None),
+                (12345, None),
+                (0, Some((0.9f32, 0.1 / len as f32))),
+                (777, Some((0.75, 0.25 / len as f32))),
+            ] {
                 let x = rows(len, seed);
                 let offset: [f32; ROWS] = core::array::from_fn(|i| [-0.0, 0.25, -1.5][i % 3]);
                 let scale: [f32; ROWS] = core::array::from_fn(|i| 0.5 + i as f32);
-                let (mut max, mut sum, mut x_sum) = ([0.0f32; ROWS], [0.0f64; ROWS], [0.0f64; ROWS]);
+                // every third row ignored
+                let class: [i32; ROWS] = core::array::from_fn(|i| if i % 3 == 2 { -1 } else { ((i * 5) % len) as i32 });
+                let weight: [f32; ROWS] = core::array::from_fn(|i| 0.5 + i as f32);
+                let (mut max, mut sum, mut values) = ([0.0f32; ROWS], [0.0f64; ROWS], [f32::NAN; ROWS]);
                 let mut g = vec![f32::NAN; ROWS * len + 3];
                 let grad = Grad8::Index { rows: &mut g[..], offset, scale };
-                assert!(softmax8(&x, len, &mut max, &mut sum, Some(&mut x_sum), None, Some(grad)));
+                let v8 = Values8 { class, weight, smoothing, values: &mut values };
+                assert!(softmax8(&x, len, &mut max, &mut sum, Some(v8), None, Some(grad)));
                 for i in 0..ROWS {
                     let row = &x[i * len..(i + 1) * len];
                     let m = row_max(row);
@@ -560,7 +641,19 @@ mod tests {
                     let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
                     assert!(same(max[i] as f64, m as f64), "len {len} row {i}: max {} vs {m}", max[i]);
                     assert!(same(sum[i], s), "len {len} row {i}: sum {} vs {s}", sum[i]);
-                    assert!(same(x_sum[i], row_max_sum(row).1), "len {len} row {i}: x sum");
+                    // the value as `index_xent_rows` computes it on its row kernels
+                    let lse: f32 = ln_sum(s);
+                    let t = usize::try_from(class[i]).ok();
+                    let nll = t.map_or(0.0, |t| -(((row[t] - m) - lse) * weight[i]));
+                    let want = match smoothing {
+                        None => nll,
+                        Some((keep, per_class)) => {
+                            let shifted = shifted_sum(row_max_sum(row).1, len, m);
+                            let smooth = if t.is_some() { (lse as f64 * len as f64 - shifted) as f32 } else { 0.0 };
+                            keep * nll + smooth * per_class
+                        }
+                    };
+                    assert!(same(values[i] as f64, want as f64), "len {len} row {i}: value {} vs {want}", values[i]);
                     let inv = (1.0 / s) as f32;
                     for c in 0..len {
                         let want = offset[i] - e[c] * inv * scale[i];
@@ -616,7 +709,15 @@ mod tests {
             shifted: &mut shifted,
         };
         assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, Some(probs), None));
-        assert_eq!((max32, masses), ([0.0; ROWS], [0.0; ROWS]));
+        // a class outside -1..len
+        let mut values = [0.0f32; ROWS];
+        for bad in [2, -2, i32::MAX] {
+            let mut class = [0; ROWS];
+            class[7] = bad;
+            let v8 = Values8 { class, weight: [1.0; ROWS], smoothing: None, values: &mut values };
+            assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, Some(v8), None, None));
+        }
+        assert_eq!((max32, masses, values), ([0.0; ROWS], [0.0; ROWS], [0.0; ROWS]));
         assert!(short.iter().chain(&rows).all(|&v| v == 0.0));
     }
 }

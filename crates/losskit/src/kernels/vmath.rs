@@ -91,6 +91,20 @@ const _: () = assert!(EXP_CLAMP_LO < EXP_MIN && EXP_CLAMP_HI > EXP_MAX);
 /// `e^r = 1 + r + r^2 q(r)` on `|r| <= ln 2 / 2`: the coefficients of the minimax `q`, from
 /// degree 0 up (shared by [`exp_f32`] and its AVX-512 form, which must have the same bits).
 const EXP_Q: [f32; 6] = [0.5, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4];
+/// `ln(1 + f) = f - f^2 / 2 + f^3 p(f)` on `[sqrt(1/2) - 1, sqrt(2) - 1]`: the coefficients of
+/// the minimax `p`, from degree 0 up (shared by [`ln_reduced`] and its AVX2 form, which must
+/// have the same bits).
+const LN_P: [f32; 9] = [
+    3.333_333e-1,
+    -2.499_999_4e-1,
+    2.000_071_5e-1,
+    -1.666_805_8e-1,
+    1.424_932_3e-1,
+    -1.242_014_1e-1,
+    1.167_699_9e-1,
+    -1.151_461e-1,
+    7.037_683_6e-2,
+];
 /// Adding and subtracting `1.5 * 2^23` rounds an `f32` of magnitude below `2^22` to an integer
 /// (to nearest, ties to even).
 const ROUNDER: f32 = 12_582_912.0;
@@ -141,13 +155,13 @@ fn ln_reduced(f: f32, ef: f32) -> f32 {
     // ln(1 + f) = f - f^2/2 + f^3 p(f); p by Estrin's scheme
     let z = f * f;
     let z2 = z * z;
-    let p01 = fma(-2.499_999_4e-1, f, 3.333_333e-1);
-    let p23 = fma(-1.666_805_8e-1, f, 2.000_071_5e-1);
-    let p45 = fma(-1.242_014_1e-1, f, 1.424_932_3e-1);
-    let p67 = fma(-1.151_461e-1, f, 1.167_699_9e-1);
+    let p01 = fma(LN_P[1], f, LN_P[0]);
+    let p23 = fma(LN_P[3], f, LN_P[2]);
+    let p45 = fma(LN_P[5], f, LN_P[4]);
+    let p67 = fma(LN_P[7], f, LN_P[6]);
     let p03 = fma(p23, z, p01);
     let p47 = fma(p67, z, p45);
-    let p = fma(fma(7.037_683_6e-2, z2, p47), z2, p03);
+    let p = fma(fma(LN_P[8], z2, p47), z2, p03);
     let y = fma(-0.5, z, fma(p * f, z, ef * LN2_LO));
     fma(ef, LN2_HI, f + y)
 }
@@ -362,7 +376,7 @@ mod avx512 {
 /// through memory.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{EXP_CLAMP_HI, EXP_CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
+    use super::{EXP_CLAMP_HI, EXP_CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LN_P, LOG2_E, ROUNDER};
     use core::arch::x86_64::*;
 
     /// `exp_f32` of each lane.
@@ -386,6 +400,52 @@ pub(crate) mod avx2 {
         let p1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k1, bias)));
         let p2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_sub_epi32(k, k1), bias)));
         _mm256_mul_ps(_mm256_mul_ps(y, p1), p2)
+    }
+
+    /// [`ln_sum`](crate::kernels::rows::ln_sum)`::<f32>` of each of eight row sums of
+    /// exponentials `S` (`lo`: rows 0-3, `hi`: rows 4-7), each at least 1 (the maximum's term
+    /// is `exp(0)`), or NaN: the bits of the portable code, operation for operation.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn ln_sum8(lo: __m256d, hi: __m256d) -> __m256 {
+        let set1 = _mm256_set1_ps;
+        let r = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+        // `split_exponent` of a normal `r`: `m` in [sqrt(1/2), sqrt(2)), `e` its exponent
+        let bits = _mm256_castps_si256(r);
+        let m = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x3f80_0000));
+        let m = _mm256_castsi256_ps(m);
+        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(m, set1(std::f32::consts::SQRT_2));
+        let f = _mm256_sub_ps(_mm256_blendv_ps(m, _mm256_mul_ps(m, set1(0.5)), big), set1(1.0));
+        let e = _mm256_sub_epi32(
+            _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff)),
+            _mm256_set1_epi32(127),
+        );
+        // `big` is all ones (-1) where set: `e + big as i32`
+        let ef = _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_castps_si256(big)));
+        // `ln_reduced`
+        let fma = _mm256_fmadd_ps;
+        let z = _mm256_mul_ps(f, f);
+        let z2 = _mm256_mul_ps(z, z);
+        let p01 = fma(set1(LN_P[1]), f, set1(LN_P[0]));
+        let p23 = fma(set1(LN_P[3]), f, set1(LN_P[2]));
+        let p45 = fma(set1(LN_P[5]), f, set1(LN_P[4]));
+        let p67 = fma(set1(LN_P[7]), f, set1(LN_P[6]));
+        let p03 = fma(p23, z, p01);
+        let p47 = fma(p67, z, p45);
+        let p = fma(fma(set1(LN_P[8]), z2, p47), z2, p03);
+        let y = fma(set1(-0.5), z, fma(_mm256_mul_ps(p, f), z, _mm256_mul_ps(ef, set1(LN2_LO))));
+        let v = fma(ef, set1(LN2_HI), _mm256_add_ps(f, y));
+        // `ln_by`'s special arguments that a sum of at least 1 can be: infinity and NaN
+        let v = _mm256_blendv_ps(v, r, _mm256_cmp_ps::<_CMP_EQ_OQ>(r, set1(f32::INFINITY)));
+        let v = _mm256_blendv_ps(v, set1(f32::NAN), _mm256_cmp_ps::<_CMP_UNORD_Q>(r, r));
+        // plus `(S - r) / r` in f64, rounded once
+        let correction = |s: __m256d, r: __m128| {
+            let r = _mm256_cvtps_pd(r);
+            _mm256_cvtpd_ps(_mm256_div_pd(_mm256_sub_pd(s, r), r))
+        };
+        let c =
+            _mm256_set_m128(correction(hi, _mm256_extractf128_ps::<1>(r)), correction(lo, _mm256_castps256_ps128(r)));
+        _mm256_add_ps(v, c)
     }
 }
 
@@ -828,6 +888,50 @@ mod tests {
             for (&x, &e) in chunk.iter().zip(&e) {
                 let want = x.vexp();
                 assert!(e.to_bits() == want.to_bits() || e.is_nan() && want.is_nan(), "exp({x:e}): {e:e} vs {want:e}");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_ln_sum_has_the_bits_of_ln_sum() {
+        use crate::kernels::rows::ln_sum;
+        use core::arch::x86_64::*;
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        // sums of exponentials from 1 up (each side of every power of two and of sqrt(2) times
+        // one, sums that round to an f32 up or down), then infinity and NaN
+        let mut sums: Vec<f64> = (0..40_000).map(|i| 1.0 + i as f64 * 1.37e-3 + (i % 7) as f64 * 1e-10).collect();
+        for k in 0..40 {
+            let p = 2f64.powi(k);
+            sums.extend([
+                p,
+                p * (1.0 + 1e-12),
+                p * (1.0 - 1e-12),
+                p * std::f64::consts::SQRT_2,
+                p * f64::from(std::f32::consts::SQRT_2),
+            ]);
+        }
+        sums.retain(|&s| s >= 1.0);
+        sums.extend([f64::INFINITY, f64::NAN, 1e300, 1.0 + 3e-9]);
+        while !sums.len().is_multiple_of(8) {
+            sums.push(1.0);
+        }
+        for chunk in sums.chunks_exact(8) {
+            let mut got = [0.0f32; 8];
+            // SAFETY: the CPU has AVX2 and FMA (checked above); `chunk` holds eight `f64`s and
+            // `got` eight `f32`s.
+            unsafe {
+                let (lo, hi) = (_mm256_loadu_pd(chunk.as_ptr()), _mm256_loadu_pd(chunk[4..].as_ptr()));
+                _mm256_storeu_ps(got.as_mut_ptr(), avx2::ln_sum8(lo, hi));
+            }
+            for (&s, &got) in chunk.iter().zip(&got) {
+                let want: f32 = ln_sum(s);
+                assert!(
+                    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                    "ln_sum({s:e}): {got:e} vs {want:e}"
+                );
             }
         }
     }

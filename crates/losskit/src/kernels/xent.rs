@@ -10,8 +10,8 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::row_lanes::{softmax8, Grad8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, shifted_sum, Workspace};
+use crate::kernels::row_lanes::{softmax8, Grad8, Probs8, Values8, ROWS};
+use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
 
@@ -137,70 +137,75 @@ pub fn index_xent_rows<T: Float>(
     let mut g = grad.map(|g| &mut g[..n]);
     let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
     let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
-    // row k's gradient is `kk w_c - p_c gamma_sum`, plus `at_target` at its target
-    let row_grad = |k: usize| {
-        let s = cot(k);
+    // a row's gradient, given its cotangent `s` and the weight `w_t` of its class (none for an
+    // ignored row), is `kk w_c - p_c gamma_sum`, plus `at_target` at its target
+    let row_grad = |s: T, w_t: Option<T>| {
         let kk = -(per_class * s);
-        let at_target = target(k).map_or(T::zero(), |t| -(keep * s * wt(t)));
+        let at_target = w_t.map_or(T::zero(), |w_t| -(keep * s * w_t));
         (kk, at_target, kk * T::from_acc(total_weight) + at_target)
     };
     // Short rows go eight at a time across SIMD lanes where the type and the CPU allow
-    // ([`softmax8`], the same bits as the row kernels); the rest, and every row otherwise, through
-    // the row kernels. Weighted label smoothing (`kk w_c` differs by class) stays on the latter.
+    // ([`softmax8`], the same bits as the row kernels, values included), from each row's class
+    // and cotangent read once; the rest, and every row otherwise, through the row kernels.
+    // Weighted label smoothing (`kk w_c` differs by class) stays on the latter.
     let mut head = 0;
     if !(smoothing.is_some() && w.is_some()) {
         while head + ROWS <= rows {
             let (block, at) = (head..head + ROWS, head * len);
-            let (Ok(m), Ok(s)) = (
+            let (Ok(m), Ok(s), Ok(v)) = (
                 <&mut [T; ROWS]>::try_from(&mut max[block.clone()]),
                 <&mut [f64; ROWS]>::try_from(&mut sum[block.clone()]),
+                <&mut [T; ROWS]>::try_from(&mut values[block]),
             ) else {
                 break;
             };
-            let mut x_sum = [0.0; ROWS];
-            // each row's (kk, gamma_sum) for the kernel and `at_target` for below, once (plain
-            // loops: a closure given to `array::from_fn` was called, not inlined)
+            // plain loops: a closure given to `array::from_fn` was called, not inlined
+            let (mut class, mut weight) = ([-1; ROWS], [T::one(); ROWS]);
+            for i in 0..ROWS {
+                if let Some(t) = target(head + i) {
+                    // a class beyond `i32` makes `softmax8` decline (then the row kernels fail)
+                    (class[i], weight[i]) = (i32::try_from(t).unwrap_or(i32::MAX), wt(t));
+                }
+            }
             let (mut offset, mut scale, mut at_target) = ([T::zero(); ROWS], [T::zero(); ROWS], [T::zero(); ROWS]);
             if g.is_some() {
                 for i in 0..ROWS {
-                    (offset[i], at_target[i], scale[i]) = row_grad(head + i);
+                    (offset[i], at_target[i], scale[i]) = row_grad(cot(head + i), (class[i] >= 0).then_some(weight[i]));
                 }
             }
+            let values = Values8 { class, weight, smoothing: smoothing.map(|sm| (sm.keep, sm.per_class)), values: v };
             let grad = g.as_deref_mut().map(|g| Grad8::Index { rows: &mut g[at..at + ROWS * len], offset, scale });
-            if !softmax8(&x[at..], len, m, s, smoothing.is_some().then_some(&mut x_sum), None, grad) {
+            if !softmax8(&x[at..], len, m, s, Some(values), None, grad) {
                 break;
             }
-            if smoothing.is_some() {
-                for (k, sx) in block.clone().zip(x_sum) {
-                    shifted[k] = shifted_sum(sx, len, max[k]);
-                }
-            }
             if let Some(g) = g.as_deref_mut() {
-                for (k, a) in block.zip(at_target) {
-                    if let Some(t) = target(k) {
-                        g[k * len + t] += a;
+                let rows8 = g[at..at + ROWS * len].chunks_exact_mut(len);
+                for ((g, &c), a) in rows8.zip(&class).zip(at_target) {
+                    if let Ok(t) = usize::try_from(c) {
+                        g[t] += a;
                     }
                 }
             }
             head += ROWS;
         }
     }
-    if head < rows {
-        // label smoothing's sum of `x - m` comes with the maxima (the same pass) when it is
-        // unweighted; weighted, it is a pass of its own
-        let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[head..]);
-        shifted_exps(
-            &x[head * len..],
-            len,
-            &mut max[head..],
-            g.as_deref_mut().map(|g| &mut g[head * len..]),
-            tile,
-            parts,
-            &mut sum[head..],
-            fused_shifted,
-            None,
-        );
+    if head == rows {
+        return;
     }
+    // label smoothing's sum of `x - m` comes with the maxima (the same pass) when it is
+    // unweighted; weighted, it is a pass of its own
+    let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[head..]);
+    shifted_exps(
+        &x[head * len..],
+        len,
+        &mut max[head..],
+        g.as_deref_mut().map(|g| &mut g[head * len..]),
+        tile,
+        parts,
+        &mut sum[head..],
+        fused_shifted,
+        None,
+    );
     let max = &*max;
     if let (Some(_), Some(w)) = (smoothing, w) {
         row_sums(len, rows, tile, parts, shifted, |k, c0, v: &mut [T]| {
@@ -210,8 +215,8 @@ pub fn index_xent_rows<T: Float>(
             }
         });
     }
-    ln_sums(sum, lse);
-    for (k, value) in values.iter_mut().enumerate() {
+    ln_sums(&sum[head..], &mut lse[head..]);
+    for (k, value) in values.iter_mut().enumerate().skip(head) {
         let (m, lse, t) = (max[k], lse[k], target(k));
         let nll = t.map_or(T::zero(), |t| -(((x[k * len + t] - m) - lse) * wt(t)));
         *value = match smoothing {
@@ -224,7 +229,7 @@ pub fn index_xent_rows<T: Float>(
     }
     let Some(g) = g else { return };
     for (k, g) in g.chunks_exact_mut(len).enumerate().skip(head) {
-        let (kk, at_target, gamma_sum) = row_grad(k);
+        let (kk, at_target, gamma_sum) = row_grad(cot(k), target(k).map(wt));
         let inv = T::from_acc(1.0 / sum[k]);
         match (w, smoothing.is_some()) {
             (Some(w), true) => {
