@@ -53,15 +53,18 @@ pub struct Probs8<'a, T> {
 
 /// The gradient rows (`8 * len`) [`softmax8`] overwrites, and their form.
 pub enum Grad8<'a, T> {
-    /// `g_c = offset - (e_c (1 / S)) scale` per row (`1 / S` rounded to `f32`): index targets'
-    /// softmax cross-entropy before the target's own term, which the caller adds.
+    /// Index targets' softmax cross-entropy ([`Index8`], which must be given), as
+    /// [`index_xent_rows`](super::xent::index_xent_rows) has it: with `s` the row's cotangent,
+    /// `kk = -((ε / C) s)`, `a = -((1 - ε) s w_t)` (`+0` for an ignored row) and
+    /// `γ = kk W + a` (`W` the total class weight), `g_c = kk - (e_c (1 / S)) γ` (`1 / S`
+    /// rounded to `f32`), plus `a` at the target.
     Index {
         /// The rows.
         rows: &'a mut [T],
-        /// Each row's `offset`.
-        offset: [T; ROWS],
-        /// Each row's `scale`.
-        scale: [T; ROWS],
+        /// Each row's cotangent `s`.
+        cot: [T; ROWS],
+        /// `W`, the sum of the class weights (`C` without).
+        total_weight: T,
     },
     /// `g_c = e_c a - s τ_c` with `a = s W / S` (in `f64`, rounded to `f32`) per row, `s` its
     /// cotangent: probability targets ([`Probs8`], which must be given).
@@ -73,7 +76,7 @@ pub enum Grad8<'a, T> {
     },
 }
 
-/// Index targets' values of a block of [`softmax8`]: row `i`'s softmax cross-entropy against
+/// Index targets of a block of [`softmax8`], and their values: row `i`'s softmax cross-entropy against
 /// class `class[i]` (`-1`: an ignored row, value `+0`), with `logp_c = (x_c - m) - ln S`
 /// (`ln S` as [`ln_sum`](super::rows::ln_sum) has it):
 /// `nll = -(logp_t w_t)` (`w_t = weight[i]`, 1 without class weights) and, with label
@@ -81,7 +84,7 @@ pub enum Grad8<'a, T> {
 /// smoothing term weighs each class, which the row kernels do), the value
 /// `keep nll + per_class (C ln S - sum_c (x_c - m))` ([`shifted_sum`](super::rows::shifted_sum));
 /// each with the roundings of [`index_xent_rows`](super::xent::index_xent_rows).
-pub struct Values8<'a, T> {
+pub struct Index8<'a, T> {
     /// Each row's class, or `-1`.
     pub class: [i32; ROWS],
     /// Each row's weight of its class.
@@ -95,7 +98,7 @@ pub struct Values8<'a, T> {
 /// Each of the eight rows of `len` logits `x` (`8 * len` elements, contiguous): its maximum
 /// `m` ([`row_max`](super::axis::row_max)'s, NaN skipped) into `max`, the sum of
 /// `e^(x_c - m)` into `sum` (in `f64`, as [`block_sum`](super::sum::block_sum) sums), with
-/// `values` its value against an index target ([`Values8`]), with `probs` the sums of its
+/// `index` its value against an index target ([`Index8`]), with `probs` the sums of its
 /// probability targets ([`Probs8`]), and with `grad` its gradient rows ([`Grad8`]).
 ///
 /// Returns `false`, touching nothing, where it does not apply: another type than `f32`, a CPU
@@ -108,7 +111,7 @@ pub fn softmax8<T: 'static + Copy>(
     len: usize,
     max: &mut [T; ROWS],
     sum: &mut [f64; ROWS],
-    values: Option<Values8<'_, T>>,
+    index: Option<Index8<'_, T>>,
     probs: Option<Probs8<'_, T>>,
     grad: Option<Grad8<'_, T>>,
 ) -> bool {
@@ -118,9 +121,9 @@ pub fn softmax8<T: 'static + Copy>(
             return false;
         }
         let (Some(x), Some(max)) = (as_f32(x), as_f32_mut(max)) else { return false };
-        let values = match values {
+        let index = match index {
             None => None,
-            Some(Values8 { class, weight, smoothing, values }) => {
+            Some(Index8 { class, weight, smoothing, values }) => {
                 let smoothing = match smoothing.map(|(keep, per_class)| (f32_of(keep), f32_of(per_class))) {
                     None => None,
                     Some((Some(keep), Some(per_class))) => Some((keep, per_class)),
@@ -128,7 +131,7 @@ pub fn softmax8<T: 'static + Copy>(
                 };
                 let in_range = class.iter().all(|&c| (-1..len as i32).contains(&c));
                 match (f32s(weight), as_f32_mut(&mut values[..]).map(<&mut [f32; ROWS]>::try_from)) {
-                    (Some(weight), Some(Ok(values))) if in_range => Some(Values8 { class, weight, smoothing, values }),
+                    (Some(weight), Some(Ok(values))) if in_range => Some(Index8 { class, weight, smoothing, values }),
                     _ => return false,
                 }
             }
@@ -151,9 +154,10 @@ pub fn softmax8<T: 'static + Copy>(
         };
         let grad = match grad {
             None => None,
-            Some(Grad8::Index { rows, offset, scale }) => match (as_f32_mut(rows), f32s(offset), f32s(scale)) {
-                (Some(rows), Some(offset), Some(scale)) if rows.len() >= ROWS * len => {
-                    Some(Grad8::Index { rows, offset, scale })
+            Some(Grad8::Index { rows, cot, total_weight }) => match (as_f32_mut(rows), f32s(cot), f32_of(total_weight))
+            {
+                (Some(rows), Some(cot), Some(total_weight)) if rows.len() >= ROWS * len && index.is_some() => {
+                    Some(Grad8::Index { rows, cot, total_weight })
                 }
                 _ => return false,
             },
@@ -167,12 +171,12 @@ pub fn softmax8<T: 'static + Copy>(
         let Ok(max) = <&mut [f32; ROWS]>::try_from(max) else { return false };
         // SAFETY: `available()` checked that the CPU has AVX2 and FMA, the features the function
         // enables; the slices are long enough (checked above).
-        unsafe { avx2::softmax8(x, len, max, sum, values, probs, grad) };
+        unsafe { avx2::softmax8(x, len, max, sum, index, probs, grad) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, len, max, sum, values, probs, grad);
+        let _ = (x, len, max, sum, index, probs, grad);
         false
     }
 }
@@ -226,7 +230,7 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Grad8, Probs8, Values8, MAX_LEN, ROWS};
+    use super::{Grad8, Index8, Probs8, MAX_LEN, ROWS};
     use crate::kernels::simd::prefetch;
     use crate::kernels::vmath::avx2::{exp8, ln_sum8};
     use core::arch::x86_64::*;
@@ -378,7 +382,7 @@ mod avx2 {
         len: usize,
         max: &mut [f32; ROWS],
         sum: &mut [f64; ROWS],
-        values: Option<Values8<'_, f32>>,
+        index: Option<Index8<'_, f32>>,
         probs: Option<Probs8<'_, f32>>,
         grad: Option<Grad8<'_, f32>>,
     ) {
@@ -411,7 +415,7 @@ mod avx2 {
         unsafe { _mm256_storeu_ps(max.as_mut_ptr(), m) };
         // label smoothing's sums of the logits (as `row_max_sum` sums them), before the logits
         // turn into exponentials
-        let x_sum = values.as_ref().and_then(|v| v.smoothing).map(|_| row_sums(padded));
+        let x_sum = index.as_ref().and_then(|v| v.smoothing).map(|_| row_sums(padded));
         // probability targets: their columns, then W from τ and D from τ (x - m), before the
         // logits' columns turn into exponentials
         let mut target_tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
@@ -436,10 +440,11 @@ mod avx2 {
         }
         let s = row_sums(padded);
         store8(s, sum);
-        if let Some(Values8 { class, weight, smoothing, values }) = values {
-            // SAFETY: `class`, `weight` and `values` hold eight `i32`s or `f32`s.
+        let mut targets_of_index = None;
+        if let Some(Index8 { class: classes, weight, smoothing, values }) = index {
+            // SAFETY: `classes`, `weight` and `values` hold eight `i32`s or `f32`s.
             let (class, weight) =
-                unsafe { (_mm256_loadu_si256(class.as_ptr().cast::<__m256i>()), _mm256_loadu_ps(weight.as_ptr())) };
+                unsafe { (_mm256_loadu_si256(classes.as_ptr().cast::<__m256i>()), _mm256_loadu_ps(weight.as_ptr())) };
             let valid = _mm256_cmpgt_epi32(class, _mm256_set1_epi32(-1));
             let at = _mm256_add_epi32(
                 _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(len as i32)),
@@ -473,20 +478,36 @@ mod avx2 {
             };
             // SAFETY: `values` holds eight `f32`.
             unsafe { _mm256_storeu_ps(values.as_mut_ptr(), v) };
+            targets_of_index = Some((classes, valid, weight, smoothing.unwrap_or((1.0, 0.0))));
         }
         let cols = &mut padded[..len];
         let rows = match grad {
             None => return,
-            Some(Grad8::Index { rows, offset, scale }) => {
+            Some(Grad8::Index { rows, cot, total_weight }) => {
+                let Some((classes, valid, weight, (keep, per_class))) = targets_of_index else { return };
+                // SAFETY: `cot` holds eight `f32`.
+                let s32 = unsafe { _mm256_loadu_ps(cot.as_ptr()) };
+                let neg = |v| _mm256_xor_ps(v, _mm256_set1_ps(-0.0));
+                let kk = neg(_mm256_mul_ps(_mm256_set1_ps(per_class), s32));
+                let a = _mm256_and_ps(neg(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(keep), s32), weight)), valid);
+                let gamma = _mm256_add_ps(_mm256_mul_ps(kk, _mm256_set1_ps(total_weight)), a);
                 // 1 / S in f64, rounded to f32
                 let one = _mm256_set1_pd(1.0);
                 let inv = halves(_mm256_div_pd(one, s[0]), _mm256_div_pd(one, s[1]));
-                // SAFETY: `offset` and `scale` hold eight `f32`.
-                let (offset, scale) = unsafe { (_mm256_loadu_ps(offset.as_ptr()), _mm256_loadu_ps(scale.as_ptr())) };
                 for v in cols.iter_mut() {
-                    *v = _mm256_sub_ps(offset, _mm256_mul_ps(_mm256_mul_ps(*v, inv), scale));
+                    *v = _mm256_sub_ps(kk, _mm256_mul_ps(_mm256_mul_ps(*v, inv), gamma));
                 }
-                rows
+                store_rows(cols, len, rows);
+                // the target's own term
+                let mut at = [0.0f32; ROWS];
+                // SAFETY: `at` holds eight `f32`.
+                unsafe { _mm256_storeu_ps(at.as_mut_ptr(), a) };
+                for ((row, &c), a) in rows.chunks_exact_mut(len).zip(&classes).zip(at) {
+                    if let Ok(t) = usize::try_from(c) {
+                        row[t] += a;
+                    }
+                }
+                return;
             }
             Some(Grad8::Probs { rows, cot }) => {
                 let Some((ys, keep, per_class, weights, total)) = targets else { return };
@@ -623,15 +644,15 @@ mod tests {
                 (777, Some((0.75, 0.25 / len as f32))),
             ] {
                 let x = rows(len, seed);
-                let offset: [f32; ROWS] = core::array::from_fn(|i| [-0.0, 0.25, -1.5][i % 3]);
-                let scale: [f32; ROWS] = core::array::from_fn(|i| 0.5 + i as f32);
+                let cot: [f32; ROWS] = core::array::from_fn(|i| [0.0, 0.25, -1.5, 2.0][i % 4]);
+                let total_weight = 3.5 * len as f32;
                 // every third row ignored
                 let class: [i32; ROWS] = core::array::from_fn(|i| if i % 3 == 2 { -1 } else { ((i * 5) % len) as i32 });
                 let weight: [f32; ROWS] = core::array::from_fn(|i| 0.5 + i as f32);
                 let (mut max, mut sum, mut values) = ([0.0f32; ROWS], [0.0f64; ROWS], [f32::NAN; ROWS]);
                 let mut g = vec![f32::NAN; ROWS * len + 3];
-                let grad = Grad8::Index { rows: &mut g[..], offset, scale };
-                let v8 = Values8 { class, weight, smoothing, values: &mut values };
+                let grad = Grad8::Index { rows: &mut g[..], cot, total_weight };
+                let v8 = Index8 { class, weight, smoothing, values: &mut values };
                 assert!(softmax8(&x, len, &mut max, &mut sum, Some(v8), None, Some(grad)));
                 for i in 0..ROWS {
                     let row = &x[i * len..(i + 1) * len];
@@ -654,9 +675,14 @@ mod tests {
                         }
                     };
                     assert!(same(values[i] as f64, want as f64), "len {len} row {i}: value {} vs {want}", values[i]);
+                    // the gradient as `index_xent_rows` computes it on its row kernels
+                    let (keep, per_class) = smoothing.unwrap_or((1.0, 0.0));
+                    let kk = -(per_class * cot[i]);
+                    let a = t.map_or(0.0, |_| -(keep * cot[i] * weight[i]));
+                    let gamma = kk * total_weight + a;
                     let inv = (1.0 / s) as f32;
                     for c in 0..len {
-                        let want = offset[i] - e[c] * inv * scale[i];
+                        let want = kk - e[c] * inv * gamma + if Some(c) == t { a } else { 0.0 };
                         assert!(same(g[i * len + c] as f64, want as f64), "len {len} row {i} class {c}");
                     }
                 }
@@ -678,7 +704,13 @@ mod tests {
         assert!(!softmax8(&[0.0f32; 0], 0, &mut max32, &mut sum, None, None, None));
         // gradient rows, targets or class weights too short; a probability gradient without targets
         let (mut short, none) = ([0.0f32; 15], [0.0f32; ROWS]);
-        let grad = Grad8::Index { rows: &mut short[..], offset: none, scale: none };
+        let mut values = [0.0f32; ROWS];
+        let index = Index8 { class: [0; ROWS], weight: none, smoothing: None, values: &mut values };
+        let grad = Grad8::Index { rows: &mut short[..], cot: none, total_weight: 2.0 };
+        assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, Some(index), None, Some(grad)));
+        // an index gradient without the classes
+        let mut rows16 = [0.0f32; 16];
+        let grad = Grad8::Index { rows: &mut rows16[..], cot: none, total_weight: 2.0 };
         assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, None, Some(grad)));
         let mut rows = [0.0f32; 16];
         assert!(!softmax8(
@@ -710,14 +742,13 @@ mod tests {
         };
         assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, None, Some(probs), None));
         // a class outside -1..len
-        let mut values = [0.0f32; ROWS];
         for bad in [2, -2, i32::MAX] {
             let mut class = [0; ROWS];
             class[7] = bad;
-            let v8 = Values8 { class, weight: [1.0; ROWS], smoothing: None, values: &mut values };
+            let v8 = Index8 { class, weight: [1.0; ROWS], smoothing: None, values: &mut values };
             assert!(!softmax8(&[0.0f32; 16], 2, &mut max32, &mut sum, Some(v8), None, None));
         }
         assert_eq!((max32, masses, values), ([0.0; ROWS], [0.0; ROWS], [0.0; ROWS]));
-        assert!(short.iter().chain(&rows).all(|&v| v == 0.0));
+        assert!(short.iter().chain(&rows).chain(&rows16).all(|&v| v == 0.0));
     }
 }

@@ -10,7 +10,7 @@
 //! inside the bounds, 0 outside, and 1/2 exactly at a bound (see [`clip_tie`]).
 
 use crate::float::Float;
-use crate::kernels::row_lanes::{softmax8, Grad8, Probs8, Values8, ROWS};
+use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
 use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{sum_by, sum_map, sum_zip};
@@ -138,7 +138,8 @@ pub fn index_xent_rows<T: Float>(
     let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
     let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
     // a row's gradient, given its cotangent `s` and the weight `w_t` of its class (none for an
-    // ignored row), is `kk w_c - p_c gamma_sum`, plus `at_target` at its target
+    // ignored row), is `kk w_c - p_c gamma_sum`, plus `at_target` at its target (the lanes'
+    // `Grad8::Index` has the same expressions)
     let row_grad = |s: T, w_t: Option<T>| {
         let kk = -(per_class * s);
         let at_target = w_t.map_or(T::zero(), |w_t| -(keep * s * w_t));
@@ -167,24 +168,17 @@ pub fn index_xent_rows<T: Float>(
                     (class[i], weight[i]) = (i32::try_from(t).unwrap_or(i32::MAX), wt(t));
                 }
             }
-            let (mut offset, mut scale, mut at_target) = ([T::zero(); ROWS], [T::zero(); ROWS], [T::zero(); ROWS]);
-            if g.is_some() {
-                for i in 0..ROWS {
-                    (offset[i], at_target[i], scale[i]) = row_grad(cot(head + i), (class[i] >= 0).then_some(weight[i]));
+            let smoothing = smoothing.map(|sm| (sm.keep, sm.per_class));
+            let index = Index8 { class, weight, smoothing, values: v };
+            let grad = g.as_deref_mut().map(|g| {
+                let mut s = [T::zero(); ROWS];
+                for (i, s) in s.iter_mut().enumerate() {
+                    *s = cot(head + i);
                 }
-            }
-            let values = Values8 { class, weight, smoothing: smoothing.map(|sm| (sm.keep, sm.per_class)), values: v };
-            let grad = g.as_deref_mut().map(|g| Grad8::Index { rows: &mut g[at..at + ROWS * len], offset, scale });
-            if !softmax8(&x[at..], len, m, s, Some(values), None, grad) {
+                Grad8::Index { rows: &mut g[at..at + ROWS * len], cot: s, total_weight: T::from_acc(total_weight) }
+            });
+            if !softmax8(&x[at..], len, m, s, Some(index), None, grad) {
                 break;
-            }
-            if let Some(g) = g.as_deref_mut() {
-                let rows8 = g[at..at + ROWS * len].chunks_exact_mut(len);
-                for ((g, &c), a) in rows8.zip(&class).zip(at_target) {
-                    if let Ok(t) = usize::try_from(c) {
-                        g[t] += a;
-                    }
-                }
             }
             head += ROWS;
         }
