@@ -181,10 +181,13 @@ fn run<T: Float>(
         // x is in [0, 1]: its logs are never NaN, nor is x (1 - x), so floors without NaN
         // tests; elements outside the domain make an error, whatever their values
         #[inline(always)]
-        move |x, y, _, _| (y - one) * floor_at(x.vln_1m_unit(), floor) - y * floor_at(x.vln_unit(), floor),
+        move |x, y, _, _| {
+            let (log_x, log_1mx) = x.vln_both_unit();
+            (y - one) * floor_at(log_1mx, floor) - y * floor_at(log_x, floor)
+        },
         #[inline(always)]
         move |x, y, _, _| {
-            let (log_1mx, log_x) = (x.vln_1m_unit(), x.vln_unit());
+            let (log_x, log_1mx) = x.vln_both_unit();
             let value = (y - one) * floor_at(log_1mx, floor) - y * floor_at(log_x, floor);
             // the target's gradient -logit(x) = log(1 - x) - log(x), from the unclamped logs
             // (the reference's log(x / (1 - x)) has the same absolute rounding error; at 0 and

@@ -63,6 +63,13 @@ pub trait VMath: Copy {
     /// `ln(1 - x)` for `x` in `[0, 1]` only (NaN stays NaN; `1` gives `-inf`): the `log(1 - p)`
     /// of a probability, cheaper than `(-x).vln_1p()`.
     fn vln_1m_unit(self) -> Self;
+    /// `(ln x, ln(1 - x))` for `x` in `[0, 1]` only (NaN gives NaN twice): the bits of
+    /// [`vln_unit`](Self::vln_unit) and [`vln_1m_unit`](Self::vln_1m_unit), for one exponent
+    /// split instead of two (the `log(p)` and `log(1 - p)` of binary cross-entropy).
+    #[inline(always)]
+    fn vln_both_unit(self) -> (Self, Self) {
+        (self.vln_unit(), self.vln_1m_unit())
+    }
     /// `e^v` of every element of `v`, in place: the bits of [`vexp`](Self::vexp), computed the
     /// fastest way this CPU allows (a softmax row's exponentials).
     #[inline(always)]
@@ -298,6 +305,34 @@ fn ln_1m_unit_by<T: crate::float::Float>(x: T, split: impl Fn(T) -> (T, T), redu
     }
 }
 
+/// `(ln x, ln(1 - x))` for `x` in `[0, 1]`, given `ln_unit` and the `reduced` logarithm
+/// `ln(1 + f) + e ln 2` of either dtype: the bits of `ln_unit(x)` and `ln_1m_unit(x)`.
+///
+/// Of `x` and `1 - x`, the smaller `u` (exact: `1 - x` by Sterbenz' lemma above 1/2) takes
+/// `ln_unit`, the one exponent split (`u` may be 0 or subnormal); the larger lies in `[1/2, 1]`
+/// and needs none: it is `1 + f` or `(1 + f) / 2` with `f` exact, chosen as `ln_1m_unit`
+/// (below 1/2) and `split_exponent` (above) choose them, so that each logarithm is the same
+/// `reduced(f, e)` as on its own.
+#[inline(always)]
+fn ln_both_unit_by<T: crate::float::Float>(x: T, ln_unit: impl Fn(T) -> T, reduced: impl Fn(T, T) -> T) -> (T, T) {
+    let lower = x <= T::of(0.5);
+    let far = ln_unit(if lower { x } else { T::one() - x });
+    // below 1/2, ln(1 - x) as `ln_1m_unit` reduces it (`1 - x = 1 + f` or `(1 + f) / 2`);
+    // above, ln(x) as `split_exponent` does (`m = x` or `m = 2x`): selects, then one
+    // `reduced` (a vectorised loop computes every branch)
+    let (one, two) = (T::one(), T::of(2.0));
+    let small = if lower { x <= one - T::FRAC_1_SQRT_2() } else { x + x > T::SQRT_2() };
+    let f_small = if lower { -x } else { x - one };
+    let f_half = if lower { (-two).mul_add(x, one) } else { two.mul_add(x, -one) };
+    let f = if small { f_small } else { f_half };
+    let near = reduced(f, if small { T::zero() } else { -one });
+    if lower {
+        (far, near)
+    } else {
+        (near, far)
+    }
+}
+
 /// The clamp, reduction and polynomial of [`exp_f32`] on one vector, operation for operation,
 /// written once for the intrinsic forms (AVX-512 and AVX2 name their operations differently):
 /// `exp_reduced!(x, set1, min, max, fmadd, sub, mul, add)` gives `(y, kf, shifted)`, with
@@ -490,6 +525,10 @@ impl VMath for f32 {
     fn vln_1m_unit(self) -> f32 {
         ln_1m_unit_f32(self)
     }
+    #[inline(always)]
+    fn vln_both_unit(self) -> (f32, f32) {
+        ln_both_unit_by(self, ln_unit_f32, ln_reduced)
+    }
 }
 
 /// `f64` counterparts, on the same plan with longer polynomials.
@@ -620,6 +659,17 @@ mod f64_impl {
         super::ln_unit_by(x, ln_positive(x))
     }
 
+    /// `(ln x, ln(1 - x))` for `x` in `[0, 1]` (see `ln_both_unit_by`).
+    #[inline(always)]
+    pub(super) fn ln_both_unit(x: f64) -> (f64, f64) {
+        super::ln_both_unit_by(
+            x,
+            ln_unit,
+            #[inline(always)]
+            |f, e| ln_reduced(f, e, 0.0),
+        )
+    }
+
     /// `ln(u) + (x - (u - 1)) / u` with `u = 1 + x` (see the module notes), the correction
     /// summed with the reduction's small terms. `u` is never subnormal (at least `2^-53`
     /// unless 0).
@@ -685,6 +735,10 @@ impl VMath for f64 {
     #[inline(always)]
     fn vln_1m_unit(self) -> f64 {
         f64_impl::ln_1m_unit(self)
+    }
+    #[inline(always)]
+    fn vln_both_unit(self) -> (f64, f64) {
+        f64_impl::ln_both_unit(self)
     }
 }
 
@@ -790,6 +844,52 @@ mod tests {
         assert_eq!(0.0f32.vln_unit(), f32::NEG_INFINITY);
         assert!(f32::NAN.vln_unit().is_nan());
         assert_eq!(0.25f64.vln_unit(), 0.25f64.ln());
+    }
+
+    #[test]
+    fn ln_both_unit_has_the_bits_of_ln_unit_and_ln_1m_unit() {
+        // every 61st f32 in [0, 1] (subnormals included), the reductions' edges and the ends;
+        // f64 at steps of 2^-20 and near the same edges
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
+        let check32 = |x: f32| {
+            let (l, l1m) = x.vln_both_unit();
+            assert!(same(l, x.vln_unit()) && same(l1m, x.vln_1m_unit()), "{x:e}: {l:e} {l1m:e}");
+        };
+        let mut bits = 0u32;
+        while bits <= 1.0f32.to_bits() {
+            check32(f32::from_bits(bits));
+            bits += 61;
+        }
+        let edges32 = [1.0 - std::f32::consts::FRAC_1_SQRT_2, 0.5, std::f32::consts::FRAC_1_SQRT_2, 1.0];
+        for e in edges32 {
+            for x in [e.next_down().next_down(), e.next_down(), e, e.next_up(), e.next_up().next_up()] {
+                if (0.0..=1.0).contains(&x) {
+                    check32(x);
+                }
+            }
+        }
+        for x in [0.0f32, -0.0, f32::from_bits(1), f32::MIN_POSITIVE, f32::NAN] {
+            check32(x);
+        }
+        let check64 = |x: f64| {
+            let (l, l1m) = x.vln_both_unit();
+            let ok = |a: f64, b: f64| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
+            assert!(ok(l, x.vln_unit()) && ok(l1m, x.vln_1m_unit()), "{x:e}: {l:e} {l1m:e}");
+        };
+        for i in 0..=(1 << 20) {
+            check64(i as f64 / (1u64 << 20) as f64);
+        }
+        for e in [1.0 - std::f64::consts::FRAC_1_SQRT_2, 0.5, std::f64::consts::FRAC_1_SQRT_2, 1.0] {
+            for x in [e.next_down().next_down(), e.next_down(), e, e.next_up(), e.next_up().next_up()] {
+                if (0.0..=1.0).contains(&x) {
+                    check64(x);
+                }
+            }
+        }
+        for x in [0.0f64, f64::from_bits(1), f64::MIN_POSITIVE, 1e-300, f64::NAN] {
+            check64(x);
+        }
+        assert_eq!(0.25f32.vln_both_unit(), (0.25f32.vln(), 0.75f32.vln()));
     }
 
     #[test]
