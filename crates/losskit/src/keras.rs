@@ -20,7 +20,7 @@ use crate::reduction::{Cot, Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
 mod last_axis;
-pub(crate) use last_axis::{last_axis_loss, Combine, Staged};
+pub(crate) use last_axis::{last_axis_loss, Combine, Staged, Wide};
 
 /// Keras' `squeeze_or_expand_to_same_rank` on shapes.
 pub(crate) fn squeeze_or_expand(a: &[usize], b: &[usize]) -> (Vec<usize>, Vec<usize>) {

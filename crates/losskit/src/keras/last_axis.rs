@@ -32,14 +32,35 @@ pub(crate) enum Combine {
 /// by element; a loss whose term is one long chain of dependent operations can split it into
 /// stages, each a loop over the tile, which the CPU overlaps across more elements.
 pub(crate) trait Terms<T: Float>: Copy + Sync {
+    /// The type of the terms, the per-sample values and the sums: `T`, or `f64` where terms of
+    /// either sign may cancel in the sums ([`Wide`]).
+    type Value: Float;
     /// Fills `values` (and `grads`) for the elements of `y_true` and `y_pred`, which are at
     /// least as long as `values`.
-    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>);
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [Self::Value], grads: Option<(T, &mut [T])>);
 }
 
 impl<T: Float, F: Fn(T, T) -> (T, T) + Copy + Sync> Terms<T> for F {
+    type Value = T;
     #[inline(always)]
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
+        Wide(self).fill(y_true, y_pred, values, grads)
+    }
+}
+
+/// Terms whose values `term(t, p) -> (value, derivative)` are of type `V`: `f64` for a loss
+/// whose terms can have either sign (Poisson's `p - t ln p`, Kullback-Leibler's `t ln(t / p)`),
+/// so that neither the terms nor their sums over the last axis and the batch are rounded to
+/// `T` before the result (in `f32`, a mean that cancels to a thousandth of its terms would
+/// otherwise carry their roundings a thousandfold).
+#[derive(Clone, Copy)]
+pub(crate) struct Wide<F>(pub F);
+
+impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<F> {
+    type Value = V;
+    #[inline(always)]
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [V], grads: Option<(T, &mut [T])>) {
+        let Wide(term) = self;
         let n = values.len();
         let (ts, ps) = (&y_true[..n], &y_pred[..n]);
         match grads {
@@ -47,14 +68,14 @@ impl<T: Float, F: Fn(T, T) -> (T, T) + Copy + Sync> Terms<T> for F {
                 // cut to `n`: no bounds check, so no scalar tail
                 let g = &mut g[..n];
                 for i in 0..n {
-                    let (l, dl) = self(ts[i], ps[i]);
+                    let (l, dl) = term(ts[i], ps[i]);
                     values[i] = l;
                     g[i] = c * dl;
                 }
             }
             None => {
                 for i in 0..n {
-                    values[i] = self(ts[i], ps[i]).0;
+                    values[i] = term(ts[i], ps[i]).0;
                 }
             }
         }
@@ -70,6 +91,7 @@ impl<T: Float, F: Fn(T, T) -> (T, T) + Copy + Sync> Terms<T> for F {
 pub(crate) struct Staged<A, B>(pub A, pub B);
 
 impl<T: Float, A: Fn(T, T) -> T + Copy + Sync, B: Fn(T, T, T) -> (T, T) + Copy + Sync> Terms<T> for Staged<A, B> {
+    type Value = T;
     #[inline(always)]
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], mut grads: Option<(T, &mut [T])>) {
         // pieces whose inputs and first stage stay in L1 between the two loops
@@ -110,13 +132,13 @@ impl<T: Float, A: Fn(T, T) -> T + Copy + Sync, B: Fn(T, T, T) -> (T, T) + Copy +
 /// The upstream gradient of each sample does not depend on the values, so it is computed
 /// first and one pass over the rows ([`par_units`], multi-threaded with the same bits on any
 /// thread count) computes the per-sample values and writes the gradient.
-pub(crate) fn last_axis_loss<T: Float>(
+pub(crate) fn last_axis_loss<T: Float, Tm: Terms<T>>(
     y_true: &View<'_, T>,
     y_pred: &View<'_, T>,
     sample_weight: Option<&View<'_, T>>,
     reduction: Reduction,
     combine: Combine,
-    term: impl Terms<T>,
+    term: Tm,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
     let shape = align_pair(y_true.shape(), y_pred.shape())?;
@@ -135,7 +157,7 @@ pub(crate) fn last_axis_loss<T: Float>(
         Combine::Mean => d as f64,
         Combine::Sum => 1.0,
     };
-    let mut values = vec![T::zero(); n];
+    let mut values = vec![Tm::Value::from_acc(0.0); n];
     let (upstream, mut sink) = start_optional(backward);
     let cots = upstream.as_ref().map(|up| reducer.backward(up)).transpose()?;
     let [grad] = overwritten_slots(&mut sink, [("y_pred", y_pred.shape(), true)])?;
@@ -153,7 +175,7 @@ pub(crate) fn last_axis_loss<T: Float>(
                         short_rows(yt, yp, d, r0, r1, scale, divisor, cots, vals, &mut grad, term);
                         return 0.0;
                     }
-                    let mut scratch = [T::zero(); RUN * BLOCK];
+                    let mut scratch = [Tm::Value::from_acc(0.0); RUN * BLOCK];
                     let mut parts = vec![0.0f64; d.div_ceil(BLOCK)];
                     for (k, r) in (r0..r1).enumerate() {
                         let mut g_row = grad.split_front(d);
@@ -171,7 +193,7 @@ pub(crate) fn last_axis_loss<T: Float>(
                             nb += blocks;
                             s += len;
                         }
-                        vals[k] = T::from_acc(tree(&parts[..nb]) / divisor);
+                        vals[k] = Tm::Value::from_acc(tree(&parts[..nb]) / divisor);
                     }
                     0.0
                 },
@@ -179,7 +201,7 @@ pub(crate) fn last_axis_loss<T: Float>(
         });
     } else {
         // no element: every sample is the empty mean (NaN) or sum (0)
-        values.fill(T::from_acc(0.0 * scale));
+        values.fill(Tm::Value::from_acc(0.0 * scale));
     }
     let loss = reducer.reduce(&values);
     Ok((loss, sink.map(|s| s.finish()).unwrap_or_default()))
@@ -194,7 +216,7 @@ const GROUP: usize = 16 * BLOCK;
 /// summed (the same single block sum as row by row) and its gradient scaled by its upstream.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn short_rows<T: Float>(
+fn short_rows<T: Float, Tm: Terms<T>>(
     yt: &[T],
     yp: &[T],
     d: usize,
@@ -203,11 +225,11 @@ fn short_rows<T: Float>(
     scale: f64,
     divisor: f64,
     cots: Option<&[T]>,
-    vals: &mut [T],
+    vals: &mut [Tm::Value],
     grad: &mut Option<&mut [T]>,
-    term: impl Terms<T>,
+    term: Tm,
 ) {
-    let mut buf = [T::zero(); GROUP];
+    let mut buf = [Tm::Value::from_acc(0.0); GROUP];
     let per_group = (GROUP / d).max(1);
     let mut r = r0;
     while r < r1 {
@@ -234,7 +256,7 @@ fn short_rows<T: Float>(
             let m = sums.len().min(rows - k0);
             block_sums(&v[k0 * d..(k0 + m) * d], d, &mut sums[..m]);
             for (val, s) in vals[r - r0 + k0..r - r0 + k0 + m].iter_mut().zip(&sums) {
-                *val = T::from_acc(s / divisor);
+                *val = Tm::Value::from_acc(s / divisor);
             }
         }
         r += rows;

@@ -7,8 +7,9 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::keras::{last_axis_loss, Combine};
+use crate::keras::{last_axis_loss, Combine, Wide};
 use crate::kernels::stable::clip_tie;
+use crate::kernels::vmath::VMath;
 use crate::reduction::Reduction;
 use crate::tensor::{Tensor, View};
 
@@ -83,6 +84,10 @@ impl Default for KlDivergenceOptions {
 /// - The per-sample loss has shape `y_pred.shape[:-1]`; a 1-D input is one sample, whose 0-d
 ///   loss is returned unreduced. `y_true` may have one trailing axis of size 1 more or fewer.
 /// - `sample_weight` broadcasts against the per-sample loss (e.g. `(N,)` or `(N, 1)`).
+/// - For `f32` inputs the terms, their sums and the reduction are computed in `f64` and the
+///   result rounded once: where `y_pred` is close to `y_true` the terms of either sign cancel
+///   to a small fraction of their size, where `f32` terms would carry their roundings into the
+///   result many times over.
 ///
 /// # Errors
 /// [`LossError::Shape`](crate::LossError::Shape) when `y_true` and `y_pred` differ in shape
@@ -146,13 +151,17 @@ fn run<T: Float>(
         sample_weight,
         options.reduction,
         Combine::Sum,
-        #[inline(always)]
-        move |t: T, p: T| {
-            let (y, _) = clip_tie(t, eps, one);
-            let (q, share) = clip_tie(p, eps, one);
-            let ratio = y / q;
-            (y * ratio.vln(), -ratio * share)
-        },
+        // each term `y ln(y / q)` in f64 (terms of either sign: a sum that cancels would carry
+        // their f32 roundings), the derivative rounded once; the clips are exact in `T`
+        Wide(
+            #[inline(always)]
+            move |t: T, p: T| {
+                let (y, _) = clip_tie(t, eps, one);
+                let (q, share) = clip_tie(p, eps, one);
+                let ratio = y.acc() / q.acc();
+                (y.acc() * ratio.vln(), T::from_acc(-ratio * share.acc()))
+            },
+        ),
         backward,
     )
 }
@@ -202,5 +211,18 @@ mod tests {
         let l = kl_divergence(View::from(&p[..]), View::from(&p[..]), None, &KlDivergenceOptions::default()).unwrap();
         assert_eq!(l.shape(), &[] as &[usize]);
         assert_eq!(l.item(), Some(0.0));
+    }
+
+    #[test]
+    fn a_cancelling_f32_sum_is_rounded_once() {
+        // y_pred within 1e-4 of y_true: terms of about +-5e-5 sum to about 1e-8 (the sum of
+        // (y - q)^2 / 2q). The f32 result must be the f64 computation on the same inputs,
+        // rounded once (f32 terms would carry roundings of 3e-12 each into a sum of 1e-8).
+        let y = [0.25f32, 0.25, 0.5];
+        let q = [0.25f32 + 1e-4, 0.25 - 3e-4, 0.5 + 2e-4];
+        let want: f64 = y.iter().zip(&q).map(|(&y, &q)| y as f64 * (y as f64 / q as f64).ln()).sum();
+        let l = kl_divergence(View::from(&y[..]), View::from(&q[..]), None, &KlDivergenceOptions::default()).unwrap();
+        let got = l.item().unwrap();
+        assert!((got - want as f32).abs() <= f32::EPSILON * (want as f32).abs(), "{got:e} vs {want:e}");
     }
 }

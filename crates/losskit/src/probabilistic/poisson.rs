@@ -6,7 +6,8 @@ use crate::catalog::spec::{ArgKind::Float as F, Family, LossSpec};
 use crate::error::Result;
 use crate::float::Float;
 use crate::grad::{Backward, Grads};
-use crate::keras::{last_axis_loss, Combine};
+use crate::keras::{last_axis_loss, Combine, Wide};
+use crate::kernels::vmath::VMath;
 use crate::reduction::Reduction;
 use crate::tensor::{Tensor, View};
 
@@ -71,6 +72,9 @@ impl Default for PoissonOptions {
 /// - The per-sample loss has shape `y_pred.shape[:-1]`; a 1-D input is one sample, whose 0-d
 ///   loss is returned unreduced. `y_true` may have one trailing axis of size 1 more or fewer.
 /// - `sample_weight` broadcasts against the per-sample loss (e.g. `(N,)` or `(N, 1)`).
+/// - For `f32` inputs the terms, their means and the reduction are computed in `f64` and the
+///   result rounded once: terms of either sign can cancel to a small fraction of their size,
+///   where `f32` terms would carry their roundings into the result many times over.
 ///
 /// # Errors
 /// [`LossError::Shape`](crate::LossError::Shape) when `y_true` and `y_pred` differ in shape
@@ -126,18 +130,23 @@ fn run<T: Float>(
     options: &PoissonOptions,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
-    let eps = T::of(1e-7);
+    // each term `p - t ln(p + ε)` in f64 (terms of either sign: a mean that cancels would carry
+    // their f32 roundings), and the derivative `1 - t / (p + ε)` rounded once (`p + ε` in f32
+    // loses `p`'s last bits, all of them for `p` near `-ε`)
     last_axis_loss(
         y_true,
         y_pred,
         sample_weight,
         options.reduction,
         Combine::Mean,
-        #[inline(always)]
-        move |t: T, p: T| {
-            let q = p + eps;
-            (p - t * q.vln(), T::one() - t / q)
-        },
+        Wide(
+            #[inline(always)]
+            move |t: T, p: T| {
+                let (t, p) = (t.acc(), p.acc());
+                let q = p + 1e-7;
+                (p - t * q.vln(), T::from_acc(1.0 - t / q))
+            },
+        ),
         backward,
     )
 }
@@ -172,5 +181,30 @@ mod tests {
         // without the negative rate: a zero rate costs -y log(1e-7)
         let l = poisson(View::from(&t[..2]), View::from(&p[..2]), None, &opts).unwrap();
         assert!((l.item().unwrap() - (-2.0 * 1e-7f64.ln()) / 2.0).abs() < 1e-14);
+    }
+
+    #[test]
+    fn a_cancelling_f32_mean_is_rounded_once() {
+        // 2 - 4 ln 2 = -0.7726 against a term of about +0.7727: the mean is about 1e-4 of the
+        // terms. The f32 result must be the f64 computation on the same inputs, rounded once
+        // (f32 terms would carry their roundings, about 6e-8 of 0.77, into a mean of 5e-5).
+        let x = (4.0 * 2f64.ln() - 2.0 + 1e-4) as f32;
+        let y = (4.0 * 1.5f64.ln() - 1.5 + 2e-4) as f32;
+        let (t, p) = ([4.0f32, 0.0, 4.0, 0.0], [2.0f32, x, 1.5, y]);
+        let term = |t: f32, p: f32| p as f64 - t as f64 * (p as f64 + 1e-7).ln();
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::SumOverBatchSize] {
+            let opts = PoissonOptions { reduction };
+            let l = poisson(View::new(&t, &[2, 2]).unwrap(), View::new(&p, &[2, 2]).unwrap(), None, &opts).unwrap();
+            let rows: Vec<f64> =
+                (0..2).map(|r| (term(t[2 * r], p[2 * r]) + term(t[2 * r + 1], p[2 * r + 1])) / 2.0).collect();
+            let want: Vec<f32> = match reduction {
+                Reduction::None => rows.iter().map(|&v| v as f32).collect(),
+                Reduction::Sum => vec![(rows[0] + rows[1]) as f32],
+                _ => vec![((rows[0] + rows[1]) / 2.0) as f32],
+            };
+            for (&got, &want) in l.data().iter().zip(&want) {
+                assert!((got - want).abs() <= f32::EPSILON * want.abs(), "{reduction:?}: {got:e} vs {want:e}");
+            }
+        }
     }
 }
