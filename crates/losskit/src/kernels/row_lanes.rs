@@ -459,7 +459,6 @@ mod avx2 {
             // (checked by the caller), inside `x` (`x.len() >= 8 * len`); other lanes read nothing.
             let x_t = unsafe { _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), x.as_ptr(), at, valid) };
             let lse = ln_sum8(s[0], s[1]);
-            let neg = |v| _mm256_xor_ps(v, _mm256_set1_ps(-0.0));
             // -(((x_t - m) - ln S) w_t), +0 for an ignored row
             let nll = _mm256_and_ps(neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(x_t, m), lse), weight)), valid);
             let v = match (smoothing, x_sum) {
@@ -491,7 +490,6 @@ mod avx2 {
                 let Some((classes, valid, weight, (keep, per_class))) = targets_of_index else { return };
                 // SAFETY: `cot` holds eight `f32`.
                 let s32 = unsafe { _mm256_loadu_ps(cot.as_ptr()) };
-                let neg = |v| _mm256_xor_ps(v, _mm256_set1_ps(-0.0));
                 let kk = neg(_mm256_mul_ps(_mm256_set1_ps(per_class), s32));
                 let a = _mm256_and_ps(neg(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(keep), s32), weight)), valid);
                 let gamma = _mm256_add_ps(_mm256_mul_ps(kk, _mm256_set1_ps(total_weight)), a);
@@ -532,6 +530,13 @@ mod avx2 {
             }
         };
         store_rows(cols, len, rows);
+    }
+
+    /// `-v` (the sign flipped, as a scalar negation flips it, NaN included).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn neg(v: __m256) -> __m256 {
+        _mm256_xor_ps(v, _mm256_set1_ps(-0.0))
     }
 
     /// Rows 0-3 and 4-7 of eight `f64`s, each rounded to `f32`, as one vector.

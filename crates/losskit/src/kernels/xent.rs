@@ -137,14 +137,6 @@ pub fn index_xent_rows<T: Float>(
     let mut g = grad.map(|g| &mut g[..n]);
     let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
     let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
-    // a row's gradient, given its cotangent `s` and the weight `w_t` of its class (none for an
-    // ignored row), is `kk w_c - p_c gamma_sum`, plus `at_target` at its target (the lanes'
-    // `Grad8::Index` has the same expressions)
-    let row_grad = |s: T, w_t: Option<T>| {
-        let kk = -(per_class * s);
-        let at_target = w_t.map_or(T::zero(), |w_t| -(keep * s * w_t));
-        (kk, at_target, kk * T::from_acc(total_weight) + at_target)
-    };
     // Short rows go eight at a time across SIMD lanes where the type and the CPU allow
     // ([`softmax8`], the same bits as the row kernels, values included), from each row's class
     // and cotangent read once; the rest, and every row otherwise, through the row kernels.
@@ -223,7 +215,12 @@ pub fn index_xent_rows<T: Float>(
     }
     let Some(g) = g else { return };
     for (k, g) in g.chunks_exact_mut(len).enumerate().skip(head) {
-        let (kk, at_target, gamma_sum) = row_grad(cot(k), target(k).map(wt));
+        // row k's gradient is `kk w_c - p_c gamma_sum`, plus `at_target` at its target (the
+        // lanes' `Grad8::Index` has the same expressions)
+        let s = cot(k);
+        let kk = -(per_class * s);
+        let at_target = target(k).map_or(T::zero(), |t| -(keep * s * wt(t)));
+        let gamma_sum = kk * T::from_acc(total_weight) + at_target;
         let inv = T::from_acc(1.0 / sum[k]);
         match (w, smoothing.is_some()) {
             (Some(w), true) => {
