@@ -20,7 +20,7 @@ use crate::reduction::{Cot, Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
 mod last_axis;
-pub(crate) use last_axis::{last_axis_loss, Combine, Staged, Wide};
+pub(crate) use last_axis::{last_axis_loss, Checked, Combine, Staged};
 
 /// Keras' `squeeze_or_expand_to_same_rank` on shapes.
 pub(crate) fn squeeze_or_expand(a: &[usize], b: &[usize]) -> (Vec<usize>, Vec<usize>) {
@@ -112,6 +112,11 @@ impl<T: Float> KerasReduce<T> {
             _ => numel(&out_shape) as f64,
         };
         Ok(KerasReduce { red, values_shape: values_shape.to_vec(), out_shape, map, divisor })
+    }
+
+    /// Whether the per-sample values are reduced to one value (not returned one per sample).
+    pub(crate) fn reduces(&self) -> bool {
+        !self.unreduced()
     }
 
     fn unreduced(&self) -> bool {

@@ -48,3 +48,69 @@ fn f32_mean_of_ten_million_is_within_one_ulp() {
         assert!(ulps(got, want) <= 1, "{threads} threads: {got:e} vs correctly rounded {want:e}");
     }
 }
+
+/// `poisson` and `kl_divergence` check their `f32` terms' error bounds and redo in `f64` what
+/// cancels: whatever the data (terms of one sign, of both signs, rows that cancel to 1e-3 of
+/// their terms), each `f32` result is within `2^-19` of the `f64` computation on the same
+/// inputs (plus its own rounding), with the same bits on one thread and on two.
+#[test]
+fn checked_f32_terms_stay_within_their_bound() {
+    use losskit::{kl_divergence, poisson, KlDivergenceOptions, PoissonOptions, Reduction};
+    type Loss32 = fn(&[f32], &[f32], &[usize], Reduction) -> Vec<f32>;
+    type Loss64 = fn(&[f64], &[f64], &[usize], Reduction) -> Vec<f64>;
+    let pois32: Loss32 = |t, p, s, reduction| {
+        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
+        poisson(t, p, None, &PoissonOptions { reduction }).unwrap().data().to_vec()
+    };
+    let pois64: Loss64 = |t, p, s, reduction| {
+        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
+        poisson(t, p, None, &PoissonOptions { reduction }).unwrap().data().to_vec()
+    };
+    let kl32: Loss32 = |t, p, s, reduction| {
+        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
+        kl_divergence(t, p, None, &KlDivergenceOptions { reduction }).unwrap().data().to_vec()
+    };
+    let kl64: Loss64 = |t, p, s, reduction| {
+        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
+        kl_divergence(t, p, None, &KlDivergenceOptions { reduction }).unwrap().data().to_vec()
+    };
+    let n = 42_000;
+    let noise = uniform(n, 7, -1e-3, 1e-3);
+    let rate = uniform(n, 5, 1.2, 3.0);
+    // poisson: counts against rates (terms of both signs), and targets at which each term
+    // nearly vanishes (`p = y ln p` to 1e-3)
+    let poisson_cases = [
+        (uniform(n, 3, 0.0, 5.0).iter().map(|v| v.floor()).collect::<Vec<f32>>(), uniform(n, 4, 0.1, 3.0)),
+        (rate.iter().zip(&noise).map(|(&p, &e)| p / p.ln() * (1.0 + e)).collect(), rate.clone()),
+    ];
+    let y = uniform(n, 6, 1e-3, 1.0);
+    // kl_divergence: independent probabilities, and predictions within 1e-3 of the targets
+    let kl_cases = [
+        (y.clone(), uniform(n, 8, 1e-3, 1.0)),
+        (y.clone(), y.iter().zip(&noise).map(|(&v, &e)| v * (1.0 + e)).collect()),
+    ];
+    let pools: Vec<_> = [1, 2].map(|k| rayon::ThreadPoolBuilder::new().num_threads(k).build().unwrap()).into();
+    for (name, f32_loss, f64_loss, cases) in
+        [("poisson", &pois32, &pois64, &poisson_cases), ("kl_divergence", &kl32, &kl64, &kl_cases)]
+    {
+        for (t, p) in cases.iter() {
+            for shape in [[14_000, 3], [420, 100], [60, 700]] {
+                for reduction in [Reduction::None, Reduction::Sum, Reduction::SumOverBatchSize] {
+                    let (t64, p64): (Vec<f64>, Vec<f64>) =
+                        (t.iter().map(|&v| v as f64).collect(), p.iter().map(|&v| v as f64).collect());
+                    let want = f64_loss(&t64, &p64, &shape, reduction);
+                    let got: Vec<Vec<f32>> =
+                        pools.iter().map(|pool| pool.install(|| f32_loss(t, p, &shape, reduction))).collect();
+                    assert_eq!(got[0], got[1], "{name} {shape:?} {reduction:?}: 1 and 2 threads");
+                    for (&g, &w) in got[0].iter().zip(&want) {
+                        let err = (g as f64 - w).abs();
+                        assert!(
+                            err <= (2f64.powi(-19) + 2f64.powi(-24)) * w.abs(),
+                            "{name} {shape:?} {reduction:?}: {g:e} vs {w:e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

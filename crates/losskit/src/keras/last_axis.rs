@@ -10,8 +10,8 @@
 
 use super::{align_pair, KerasReduce};
 use crate::error::{LossError, Result};
-use crate::float::Float;
-use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
+use crate::float::{DType, Float};
+use crate::grad::{overwritten_slots, start_optional, Backward, Grads, Upstream};
 use crate::kernels::simd::dispatch;
 use crate::kernels::sum::{block_sums, par_units, run_block_sums, tree, Every, SplitOut, BLOCK, CHUNK, RUN};
 use crate::reduction::Reduction;
@@ -32,32 +32,66 @@ pub(crate) enum Combine {
 /// by element; a loss whose term is one long chain of dependent operations can split it into
 /// stages, each a loop over the tile, which the CPU overlaps across more elements.
 pub(crate) trait Terms<T: Float>: Copy + Sync {
-    /// The type of the terms, the per-sample values and the sums: `T`, or `f64` where terms of
-    /// either sign may cancel in the sums ([`Wide`]).
+    /// The type of the terms: `T`, or `f64` where terms of either sign may cancel in the sums
+    /// ([`Wide`]).
     type Value: Float;
+    /// The type of the per-sample values: `T`, or `f64` where they may cancel in the reduction
+    /// ([`Wide`], [`Checked`]).
+    type Sum: Float;
+    /// Whether [`fill_bounded`](Terms::fill_bounded) bounds the terms' errors and
+    /// [`fill_exact`](Terms::fill_exact) is a slower, exact computation ([`Checked`]).
+    const CHECKED: bool = false;
     /// Fills `values` (and `grads`) for the elements of `y_true` and `y_pred`, which are at
     /// least as long as `values`.
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [Self::Value], grads: Option<(T, &mut [T])>);
+    /// [`fill`](Terms::fill), and into `bounds` a bound on each term's error in units of `T`'s
+    /// unit roundoff (half its machine epsilon): 0 for terms that are not [`CHECKED`](Terms::CHECKED).
+    #[inline(always)]
+    fn fill_bounded(
+        self,
+        y_true: &[T],
+        y_pred: &[T],
+        values: &mut [Self::Value],
+        bounds: &mut [Self::Value],
+        grads: Option<(T, &mut [T])>,
+    ) {
+        bounds.fill(Self::Value::from_acc(0.0));
+        self.fill(y_true, y_pred, values, grads)
+    }
+    /// The terms (and derivatives) as [`Sum`](Terms::Sum)s, computed exactly up to their
+    /// roundings: what [`Checked`] terms fall back on, [`fill`](Terms::fill) for the others.
+    fn fill_exact(self, y_true: &[T], y_pred: &[T], values: &mut [Self::Sum], grads: Option<(T, &mut [T])>);
 }
 
 impl<T: Float, F: Fn(T, T) -> (T, T) + Copy + Sync> Terms<T> for F {
     type Value = T;
+    type Sum = T;
     #[inline(always)]
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
         Wide(self).fill(y_true, y_pred, values, grads)
     }
+    #[inline(always)]
+    fn fill_exact(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
+        self.fill(y_true, y_pred, values, grads)
+    }
 }
 
 /// Terms whose values `term(t, p) -> (value, derivative)` are of type `V`: `f64` for a loss
-/// whose terms can have either sign (Poisson's `p - t ln p`, Kullback-Leibler's `t ln(t / p)`),
-/// so that neither the terms nor their sums over the last axis and the batch are rounded to
-/// `T` before the result (in `f32`, a mean that cancels to a thousandth of its terms would
-/// otherwise carry their roundings a thousandfold).
+/// whose terms can have either sign (the exact form of Poisson's `p - t ln p` and
+/// Kullback-Leibler's `t ln(t / p)` in [`Checked`]), so that neither the terms nor their sums
+/// over the last axis and the batch are rounded to `T` before the result (in `f32`, a mean
+/// that cancels to a thousandth of its terms would otherwise carry their roundings a
+/// thousandfold).
 #[derive(Clone, Copy)]
 pub(crate) struct Wide<F>(pub F);
 
 impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<F> {
     type Value = V;
+    type Sum = V;
+    #[inline(always)]
+    fn fill_exact(self, y_true: &[T], y_pred: &[T], values: &mut [V], grads: Option<(T, &mut [T])>) {
+        self.fill(y_true, y_pred, values, grads)
+    }
     #[inline(always)]
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [V], grads: Option<(T, &mut [T])>) {
         let Wide(term) = self;
@@ -82,6 +116,83 @@ impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<
     }
 }
 
+/// Terms of either sign computed fast in `f32`, each with a bound on its error, and again in
+/// `f64` (rounded once) wherever those bounds do not vouch for the result: `fast(t, p) ->
+/// (term, derivative, bound)` in `T`, with `|term - exact term| <= bound * u` (`u` the unit
+/// roundoff of `T`), and `exact(t, p) -> (term in f64, derivative)`: `Checked(fast, exact)`.
+///
+/// [`last_axis_loss`] sums the bounds with the terms. A per-sample value whose bound is above
+/// [`ACCEPT`] times its magnitude (its terms cancel) is computed again from `exact`, its
+/// gradient too; a reduced loss whose bound, carried through the reduction's weights, is above
+/// [`ACCEPT`] times its magnitude (the per-sample values cancel) is computed again from
+/// `exact` throughout. So an `f32` result is never more than `ACCEPT` units of roundoff from
+/// the exact one (about 16 ulp: in practice within one or two), where plain `f32` terms would
+/// carry their roundings into a cancelling mean a thousandfold, and costs an `f64` computation
+/// only where the terms cancel. In `f64`, `fast` is exact enough and is used alone.
+#[derive(Clone, Copy)]
+pub(crate) struct Checked<F, E>(pub F, pub E);
+
+/// The largest error bound [`Checked`] terms accept, in units of roundoff of the value they
+/// bound (`2^-19` relative in `f32`: 16 ulp, a tenth of the conformance tolerance).
+pub(crate) const ACCEPT: f64 = 32.0;
+
+impl<T, F, E> Terms<T> for Checked<F, E>
+where
+    T: Float,
+    F: Fn(T, T) -> (T, T, T) + Copy + Sync,
+    E: Fn(T, T) -> (f64, T) + Copy + Sync,
+{
+    type Value = T;
+    type Sum = f64;
+    const CHECKED: bool = true;
+    #[inline(always)]
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
+        let fast = self.0;
+        Wide(
+            #[inline(always)]
+            move |t: T, p: T| {
+                let (l, dl, _) = fast(t, p);
+                (l, dl)
+            },
+        )
+        .fill(y_true, y_pred, values, grads)
+    }
+    #[inline(always)]
+    fn fill_bounded(
+        self,
+        y_true: &[T],
+        y_pred: &[T],
+        values: &mut [T],
+        bounds: &mut [T],
+        grads: Option<(T, &mut [T])>,
+    ) {
+        let n = values.len();
+        let (ts, ps, bounds) = (&y_true[..n], &y_pred[..n], &mut bounds[..n]);
+        match grads {
+            Some((c, g)) => {
+                let g = &mut g[..n];
+                for i in 0..n {
+                    let (l, dl, b) = (self.0)(ts[i], ps[i]);
+                    values[i] = l;
+                    bounds[i] = b;
+                    g[i] = c * dl;
+                }
+            }
+            None => {
+                for i in 0..n {
+                    let (l, _, b) = (self.0)(ts[i], ps[i]);
+                    values[i] = l;
+                    bounds[i] = b;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    fn fill_exact(self, y_true: &[T], y_pred: &[T], values: &mut [f64], grads: Option<(T, &mut [T])>) {
+        Wide(self.1).fill(y_true, y_pred, values, grads)
+    }
+}
+
 /// Terms in two stages: `first(t, p)` of every element of a piece of a tile (an
 /// exponential), then `then(t, p, first(t, p))`, the term and its derivative. One loop over
 /// both stages is a chain of dependent operations per element which the CPU's scheduler cannot
@@ -92,6 +203,11 @@ pub(crate) struct Staged<A, B>(pub A, pub B);
 
 impl<T: Float, A: Fn(T, T) -> T + Copy + Sync, B: Fn(T, T, T) -> (T, T) + Copy + Sync> Terms<T> for Staged<A, B> {
     type Value = T;
+    type Sum = T;
+    #[inline(always)]
+    fn fill_exact(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
+        self.fill(y_true, y_pred, values, grads)
+    }
     #[inline(always)]
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], mut grads: Option<(T, &mut [T])>) {
         // pieces whose inputs and first stage stay in L1 between the two loops
@@ -131,7 +247,9 @@ impl<T: Float, A: Fn(T, T) -> T + Copy + Sync, B: Fn(T, T, T) -> (T, T) + Copy +
 ///
 /// The upstream gradient of each sample does not depend on the values, so it is computed
 /// first and one pass over the rows ([`par_units`], multi-threaded with the same bits on any
-/// thread count) computes the per-sample values and writes the gradient.
+/// thread count) computes the per-sample values and writes the gradient. [`Checked`] terms in
+/// `f32` are checked there row by row, and the loss once at the end (a second pass, of the
+/// values only, where it fails).
 pub(crate) fn last_axis_loss<T: Float, Tm: Terms<T>>(
     y_true: &View<'_, T>,
     y_pred: &View<'_, T>,
@@ -141,6 +259,29 @@ pub(crate) fn last_axis_loss<T: Float, Tm: Terms<T>>(
     term: Tm,
     backward: Option<Backward<'_, '_, T>>,
 ) -> Result<(Tensor<T>, Grads<T>)> {
+    let (loss, grads, exact) = drive(y_true, y_pred, sample_weight, reduction, combine, term, false, backward)?;
+    if exact {
+        // the per-sample values cancel in the reduction: all of them again, exact (the
+        // gradient does not depend on them)
+        let (loss, _, _) = drive(y_true, y_pred, sample_weight, reduction, combine, term, true, None)?;
+        return Ok((loss, grads));
+    }
+    Ok((loss, grads))
+}
+
+/// [`last_axis_loss`] in one pass, with every term exact ([`Terms::fill_exact`]) if `exact`;
+/// the flag says that the loss must be computed again that way ([`Checked`] terms).
+#[allow(clippy::too_many_arguments)]
+fn drive<T: Float, Tm: Terms<T>>(
+    y_true: &View<'_, T>,
+    y_pred: &View<'_, T>,
+    sample_weight: Option<&View<'_, T>>,
+    reduction: Reduction,
+    combine: Combine,
+    term: Tm,
+    exact: bool,
+    backward: Option<Backward<'_, '_, T>>,
+) -> Result<(Tensor<T>, Grads<T>, bool)> {
     let shape = align_pair(y_true.shape(), y_pred.shape())?;
     let Some((&d, per_sample)) = shape.split_last() else {
         return Err(LossError::shape("y_pred", "at least one axis (the loss combines over the last axis)", &shape));
@@ -157,110 +298,269 @@ pub(crate) fn last_axis_loss<T: Float, Tm: Terms<T>>(
         Combine::Mean => d as f64,
         Combine::Sum => 1.0,
     };
-    let mut values = vec![Tm::Value::from_acc(0.0); n];
+    // error bounds are checked in f32 only: in f64 the fast terms are as good as exact ones
+    let checked = Tm::CHECKED && T::DTYPE == DType::F32 && !exact;
+    // how much each per-sample value moves a reduced loss: its bound's weight in the loss's
+    let reach = (checked && reducer.reduces()).then(|| reducer.backward(&Upstream::Ones)).transpose()?;
+    let check = checked.then(|| RowCheck { unit: T::epsilon().acc() / 2.0 / divisor, reach: reach.as_deref() });
+    let mut values = vec![Tm::Sum::from_acc(0.0); n];
     let (upstream, mut sink) = start_optional(backward);
     let cots = upstream.as_ref().map(|up| reducer.backward(up)).transpose()?;
     let [grad] = overwritten_slots(&mut sink, [("y_pred", y_pred.shape(), true)])?;
+    let mut bound = 0.0;
     if let Some(rows_per_chunk) = CHUNK.checked_div(d) {
         let cots = cots.as_deref();
         let rows_per_chunk = rows_per_chunk.max(1);
-        par_units(n, rows_per_chunk, (Every(Some(&mut values[..]), d), grad), d, |r0, r1, (vals, mut grad)| {
+        bound = par_units(n, rows_per_chunk, (Every(Some(&mut values[..]), d), grad), d, |r0, r1, (vals, mut grad)| {
             let vals = vals.0.unwrap_or_default();
             dispatch(
                 #[inline(always)]
                 || {
                     // local copies: kept in registers, not reloaded after every store
-                    let (term, cots) = (term, cots);
+                    let (term, cots, check) = (term, cots, check);
                     if d < BLOCK {
-                        short_rows(yt, yp, d, r0, r1, scale, divisor, cots, vals, &mut grad, term);
-                        return 0.0;
+                        let rows = Rows { yt, yp, d, scale, divisor, cots, check, exact };
+                        return short_rows(&rows, r0, r1, vals, &mut grad, term);
                     }
-                    let mut scratch = [Tm::Value::from_acc(0.0); RUN * BLOCK];
-                    let mut parts = vec![0.0f64; d.div_ceil(BLOCK)];
+                    let zero = Tm::Value::from_acc(0.0);
+                    let (mut scratch, mut bounds) = ([zero; RUN * BLOCK], [zero; RUN * BLOCK]);
+                    let mut exact_scratch = [Tm::Sum::from_acc(0.0); RUN * BLOCK];
+                    let mut parts = vec![0.0f64; 2 * d.div_ceil(BLOCK)];
+                    let mut bound = 0.0;
                     for (k, r) in (r0..r1).enumerate() {
                         let mut g_row = grad.split_front(d);
                         let c = cots.map(|c| T::from_acc(c[r].acc() * scale));
-                        let mut nb = 0;
-                        let mut s = r * d;
-                        while s < (r + 1) * d {
-                            // a run of blocks, summed side by side
-                            let len = (RUN * BLOCK).min((r + 1) * d - s);
-                            let (ts, ps) = (&yt[s..s + len], &yp[s..s + len]);
-                            let v = &mut scratch[..len];
-                            term.fill(ts, ps, v, c.zip(g_row.split_front(len)));
-                            let blocks = len.div_ceil(BLOCK);
-                            run_block_sums(v, &mut parts[nb..nb + blocks]);
-                            nb += blocks;
-                            s += len;
-                        }
-                        vals[k] = Tm::Value::from_acc(tree(&parts[..nb]) / divisor);
+                        let (ts, ps) = (&yt[r * d..(r + 1) * d], &yp[r * d..(r + 1) * d]);
+                        let verdict = if exact {
+                            None
+                        } else {
+                            let b = check.is_some().then_some(&mut bounds[..]);
+                            let (sum, bsum) = row_sums(
+                                ts,
+                                ps,
+                                c,
+                                g_row.as_deref_mut(),
+                                &mut scratch,
+                                b,
+                                &mut parts,
+                                #[inline(always)]
+                                |t: &[T],
+                                 p: &[T],
+                                 v: &mut [Tm::Value],
+                                 b: Option<&mut [Tm::Value]>,
+                                 g: Option<(T, &mut [T])>| match b {
+                                    Some(b) => term.fill_bounded(t, p, v, b, g),
+                                    None => term.fill(t, p, v, g),
+                                },
+                            );
+                            match &check {
+                                Some(check) => check.verdict(r, sum, bsum).map(|b| (sum, b)),
+                                None => Some((sum, 0.0)),
+                            }
+                        };
+                        let sum = match verdict {
+                            Some((sum, b)) => {
+                                bound += b;
+                                sum
+                            }
+                            // the terms cancel (or every term is to be exact): the row, exact
+                            None => {
+                                let v = &mut exact_scratch;
+                                row_sums(
+                                    ts,
+                                    ps,
+                                    c,
+                                    g_row,
+                                    v,
+                                    None,
+                                    &mut parts,
+                                    #[inline(always)]
+                                    |t: &[T],
+                                     p: &[T],
+                                     v: &mut [Tm::Sum],
+                                     _: Option<&mut [Tm::Sum]>,
+                                     g: Option<(T, &mut [T])>| {
+                                        term.fill_exact(t, p, v, g)
+                                    },
+                                )
+                                .0
+                            }
+                        };
+                        vals[k] = Tm::Sum::from_acc(sum / divisor);
                     }
-                    0.0
+                    bound
                 },
             )
         });
     } else {
         // no element: every sample is the empty mean (NaN) or sum (0)
-        values.fill(Tm::Value::from_acc(0.0 * scale));
+        values.fill(Tm::Sum::from_acc(0.0 * scale));
     }
     let loss = reducer.reduce(&values);
-    Ok((loss, sink.map(|s| s.finish()).unwrap_or_default()))
+    let again = check.is_some_and(|check| {
+        // NaN (a NaN loss) counts as not within: the exact terms decide
+        let within = bound <= ACCEPT * check.unit * divisor * loss.data()[0].acc().abs();
+        check.reach.is_some() && !within
+    });
+    Ok((loss, sink.map(|s| s.finish()).unwrap_or_default(), again))
+}
+
+/// The verdict on a [`Checked`] per-sample value.
+#[derive(Clone, Copy)]
+struct RowCheck<'a, T> {
+    /// the unit roundoff of `T` over the per-sample divisor: a row's error bound, from its
+    /// summed term bounds
+    unit: f64,
+    /// [`KerasReduce::backward`] of ones (for a reduced loss)
+    reach: Option<&'a [T]>,
+}
+
+/// Slack on a summed bound: the bounds themselves are computed in `T` and summed in `f64`.
+const BOUND_SLACK: f64 = 1.0 + 1.0 / 64.0;
+
+impl<T: Float> RowCheck<'_, T> {
+    /// Whether row `r`, with terms summing to `sum` and bounds to `bsum`, is accurate enough:
+    /// then its error's share of the loss's bound, else `None` (NaN and infinities included:
+    /// the exact terms decide those).
+    #[inline(always)]
+    fn verdict(&self, r: usize, sum: f64, bsum: f64) -> Option<f64> {
+        let bsum = bsum * BOUND_SLACK;
+        (bsum <= ACCEPT * sum.abs() && sum.is_finite())
+            .then(|| self.reach.map_or(0.0, |reach| reach[r].acc().abs() * bsum * self.unit))
+    }
+}
+
+/// Sums the terms of one row (and their bounds, with `bounds`) that `fill(t, p, values,
+/// bounds, grads)` computes run by run, writing `c` times their derivatives into `g`; `parts`
+/// holds two block sums per block of the row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row_sums<T: Float, V: Float>(
+    ts: &[T],
+    ps: &[T],
+    c: Option<T>,
+    mut g: Option<&mut [T]>,
+    scratch: &mut [V],
+    mut bounds: Option<&mut [V]>,
+    parts: &mut [f64],
+    fill: impl Fn(&[T], &[T], &mut [V], Option<&mut [V]>, Option<(T, &mut [T])>),
+) -> (f64, f64) {
+    let d = ts.len();
+    let (vparts, bparts) = parts.split_at_mut(parts.len() / 2);
+    let (mut nb, mut s) = (0, 0);
+    while s < d {
+        // a run of blocks, summed side by side
+        let len = (RUN * BLOCK).min(d - s);
+        let (t, p, v) = (&ts[s..s + len], &ps[s..s + len], &mut scratch[..len]);
+        let blocks = len.div_ceil(BLOCK);
+        let mut b = bounds.as_deref_mut().map(|b| &mut b[..len]);
+        fill(t, p, v, b.as_deref_mut(), c.zip(g.split_front(len)));
+        if let Some(b) = b {
+            run_block_sums(b, &mut bparts[nb..nb + blocks]);
+        }
+        run_block_sums(v, &mut vparts[nb..nb + blocks]);
+        nb += blocks;
+        s += len;
+    }
+    let bsum = if bounds.is_some() { tree(&bparts[..nb]) } else { 0.0 };
+    (tree(&vparts[..nb]), bsum)
 }
 
 /// Elements per group of short rows in [`short_rows`] (a stack buffer of terms).
 const GROUP: usize = 16 * BLOCK;
 
+/// What [`short_rows`] reads.
+struct Rows<'a, T: Float> {
+    yt: &'a [T],
+    yp: &'a [T],
+    d: usize,
+    scale: f64,
+    divisor: f64,
+    cots: Option<&'a [T]>,
+    check: Option<RowCheck<'a, T>>,
+    /// every term exact ([`Terms::fill_exact`])
+    exact: bool,
+}
+
 /// [`last_axis_loss`] on rows `r0..r1` shorter than [`BLOCK`]: the terms of a group of whole
 /// rows are computed in one vectorised loop across row boundaries (row by row, a short row
 /// leaves a scalar remainder that can cost as much as the rest), then each row's terms are
 /// summed (the same single block sum as row by row) and its gradient scaled by its upstream.
-#[allow(clippy::too_many_arguments)]
+/// Returns the rows' share of the loss's error bound ([`Checked`] terms).
 #[inline(always)]
 fn short_rows<T: Float, Tm: Terms<T>>(
-    yt: &[T],
-    yp: &[T],
-    d: usize,
+    rows: &Rows<'_, T>,
     r0: usize,
     r1: usize,
-    scale: f64,
-    divisor: f64,
-    cots: Option<&[T]>,
-    vals: &mut [Tm::Value],
+    vals: &mut [Tm::Sum],
     grad: &mut Option<&mut [T]>,
     term: Tm,
-) {
-    let mut buf = [Tm::Value::from_acc(0.0); GROUP];
+) -> f64 {
+    let Rows { yt, yp, d, scale, divisor, cots, check, exact } = *rows;
+    let zero = Tm::Value::from_acc(0.0);
+    let (mut buf, mut bbuf) = ([zero; GROUP], [zero; GROUP]);
+    let mut exact_buf = [Tm::Sum::from_acc(0.0); BLOCK];
     let per_group = (GROUP / d).max(1);
+    let mut bound = 0.0;
     let mut r = r0;
     while r < r1 {
         let rows = per_group.min(r1 - r);
         let len = rows * d;
         let (ts, ps) = (&yt[r * d..r * d + len], &yp[r * d..r * d + len]);
         let v = &mut buf[..len];
-        match (cots, grad.split_front(len)) {
-            (Some(c), Some(g)) => {
-                // the derivatives first, then each row's cotangent
-                term.fill(ts, ps, v, Some((T::one(), &mut g[..])));
-                for k in 0..rows {
-                    let c = T::from_acc(c[r + k].acc() * scale);
-                    for gi in &mut g[k * d..(k + 1) * d] {
-                        *gi = c * *gi;
-                    }
-                }
-            }
-            _ => term.fill(ts, ps, v, None),
+        let mut g = cots.and(grad.split_front(len));
+        // the derivatives first (each row's cotangent once the row is final)
+        let grads = g.as_deref_mut().map(|g| (T::one(), g));
+        match check {
+            _ if exact => {}
+            Some(_) => term.fill_bounded(ts, ps, v, &mut bbuf[..len], grads),
+            None => term.fill(ts, ps, v, grads),
         }
-        // the row sums, four rows side by side
-        let mut sums = [0.0f64; 64];
+        // the row sums, many rows side by side
+        let (mut sums, mut bsums) = ([0.0f64; 64], [0.0f64; 64]);
         for k0 in (0..rows).step_by(sums.len()) {
             let m = sums.len().min(rows - k0);
-            block_sums(&v[k0 * d..(k0 + m) * d], d, &mut sums[..m]);
-            for (val, s) in vals[r - r0 + k0..r - r0 + k0 + m].iter_mut().zip(&sums) {
-                *val = Tm::Value::from_acc(s / divisor);
+            if !exact {
+                block_sums(&v[k0 * d..(k0 + m) * d], d, &mut sums[..m]);
+            }
+            if check.is_some() {
+                block_sums(&bbuf[k0 * d..(k0 + m) * d], d, &mut bsums[..m]);
+            }
+            for k in k0..k0 + m {
+                let verdict = match &check {
+                    _ if exact => None,
+                    Some(check) => check.verdict(r + k, sums[k - k0], bsums[k - k0]),
+                    None => Some(0.0),
+                };
+                let sum = match verdict {
+                    Some(b) => {
+                        bound += b;
+                        sums[k - k0]
+                    }
+                    None => {
+                        // the terms cancel (or every term is to be exact): the row, exact
+                        let (row, vrow) = (k * d..(k + 1) * d, &mut exact_buf[..d]);
+                        let grads = g.as_deref_mut().map(|g| (T::one(), &mut g[row.clone()]));
+                        term.fill_exact(&ts[row.clone()], &ps[row], vrow, grads);
+                        let mut one = [0.0];
+                        block_sums(vrow, d, &mut one);
+                        one[0]
+                    }
+                };
+                vals[r - r0 + k] = Tm::Sum::from_acc(sum / divisor);
+            }
+        }
+        if let (Some(c), Some(g)) = (cots, g) {
+            for k in 0..rows {
+                let c = T::from_acc(c[r + k].acc() * scale);
+                for gi in &mut g[k * d..(k + 1) * d] {
+                    *gi = c * *gi;
+                }
             }
         }
         r += rows;
     }
+    bound
 }
 
 #[cfg(test)]
@@ -307,6 +607,96 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `Checked` terms `p - t` whose fast form is off by a known `2^-21` relative (8 units of
+    /// f32 roundoff, inside its bound of 16) and has derivative 1.5 (the exact one: 1), so that
+    /// each value and gradient shows which form made it.
+    fn marked_terms<T: Float>() -> impl Terms<T, Sum = f64> {
+        let mark = T::of(1.0 + 2f64.powi(-21));
+        Checked(
+            move |t: T, p: T| {
+                let x = p - t;
+                (x * mark, T::of(1.5), T::of(16.0) * x.abs())
+            },
+            |t: T, p: T| (p.acc() - t.acc(), T::one()),
+        )
+    }
+
+    /// Rows of `d` terms: row 0 all positive (kept), row 1 cancelling to a fifteenth of its
+    /// terms' size (redone exactly), each `[x]` written as `(t, p) = (0, x)`.
+    fn two_rows(d: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut p: Vec<f32> = (0..d).map(|i| 1.0 + (i % 3) as f32).collect();
+        p.extend((0..d).map(|i| if i % 2 == 0 { 4.0 } else { -3.5 }));
+        (vec![0.0; 2 * d], p)
+    }
+
+    #[test]
+    fn checked_terms_are_redone_exactly_only_where_they_cancel() {
+        for d in [2usize, 7, BLOCK + 3, 3 * BLOCK] {
+            let (t, p) = two_rows(d);
+            let (tv, pv) = (View::new(&t, &[2, d]).unwrap(), View::new(&p, &[2, d]).unwrap());
+            let row = |r: usize, fast: bool| -> f64 {
+                let x = &p[r * d..(r + 1) * d];
+                let mark = 1.0f32 + 2f32.powi(-21);
+                x.iter().map(|&x| if fast { (x * mark) as f64 } else { x as f64 }).sum::<f64>() / d as f64
+            };
+            let (l, g) = last_axis_loss(
+                &tv,
+                &pv,
+                None,
+                Reduction::None,
+                Combine::Mean,
+                marked_terms::<f32>(),
+                Some(Backward::new()),
+            )
+            .unwrap();
+            // row 0 from the fast terms, row 1 exact; both differ from the other form
+            assert_eq!(l.data(), &[row(0, true) as f32, row(1, false) as f32], "d={d}");
+            assert!(row(0, false) as f32 != row(0, true) as f32 && row(1, false) as f32 != row(1, true) as f32);
+            let g = g.get("y_pred").unwrap().data();
+            let c = 1.0 / d as f32;
+            assert!(g[..d].iter().all(|&gi| gi == 1.5 * c) && g[d..].iter().all(|&gi| gi == c), "d={d}");
+            // in f64 the fast terms are used as they are
+            let (t64, p64): (Vec<f64>, Vec<f64>) =
+                (t.iter().map(|&v| v as f64).collect(), p.iter().map(|&v| v as f64).collect());
+            let (tv, pv) = (View::new(&t64, &[2, d]).unwrap(), View::new(&p64, &[2, d]).unwrap());
+            let l =
+                last_axis_loss(&tv, &pv, None, Reduction::None, Combine::Mean, marked_terms::<f64>(), None).unwrap().0;
+            let mark = 1.0 + 2f64.powi(-21);
+            let fast64 = |r: usize| p64[r * d..(r + 1) * d].iter().map(|&x| x * mark).sum::<f64>() / d as f64;
+            assert_eq!(l.data(), &[fast64(0), fast64(1)], "d={d}");
+        }
+    }
+
+    #[test]
+    fn checked_terms_are_redone_exactly_where_the_samples_cancel() {
+        // rows 3 and -2.75 in sum: each row's terms agree in sign (kept), but the rows cancel
+        // in the reduction to 1/46 of their bound: the loss again, exact; the gradient stays
+        let (t, p) = (vec![0.0f32; 4], vec![1.0f32, 2.0, -1.0, -1.75]);
+        let (tv, pv) = (View::new(&t, &[2, 2]).unwrap(), View::new(&p, &[2, 2]).unwrap());
+        let (l, g) =
+            last_axis_loss(&tv, &pv, None, Reduction::Sum, Combine::Mean, marked_terms::<f32>(), Some(Backward::new()))
+                .unwrap();
+        assert_eq!(l.item(), Some(0.125));
+        assert_eq!(g.get("y_pred").unwrap().data(), &[0.75; 4]);
+        // with weights that turn the cancellation off, the fast terms stand
+        let w = [1.0f32, -1.0];
+        let l = last_axis_loss(
+            &tv,
+            &pv,
+            Some(&View::vector(&w[..])),
+            Reduction::Sum,
+            Combine::Mean,
+            marked_terms::<f32>(),
+            None,
+        )
+        .unwrap()
+        .0;
+        let mark = 1.0f32 + 2f32.powi(-21);
+        let fast: f64 = p.iter().zip([1.0, 1.0, -1.0, -1.0]).map(|(&x, w)| w * (x * mark) as f64).sum::<f64>() / 2.0;
+        assert_eq!(l.item(), Some(fast as f32));
+        assert!(fast as f32 != 2.875);
     }
 
     #[test]
