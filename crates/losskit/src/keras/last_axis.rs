@@ -117,9 +117,11 @@ impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<
 }
 
 /// Terms of either sign computed fast in `f32`, each with a bound on its error, and again in
-/// `f64` (rounded once) wherever those bounds do not vouch for the result: `fast(t, p) ->
-/// (term, derivative, bound)` in `T`, with `|term - exact term| <= bound * u` (`u` the unit
-/// roundoff of `T`), and `exact(t, p) -> (term in f64, derivative)`: `Checked(fast, exact)`.
+/// `f64` (rounded once) wherever those bounds do not vouch for the result:
+/// `Checked(first, then, exact)`. The fast terms come in two stages as [`Staged`] ones,
+/// `first(t, p)` (a logarithm) then `then(t, p, first(t, p)) -> (term, derivative, bound)` in
+/// `T`, with `|term - exact term| <= bound * u` (`u` the unit roundoff of `T`); `exact(t, p)
+/// -> (term in f64, derivative)`.
 ///
 /// [`last_axis_loss`] sums the bounds with the terms. A per-sample value whose bound is above
 /// [`ACCEPT`] times its magnitude (its terms cancel) is computed again from `exact`, its
@@ -128,18 +130,19 @@ impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<
 /// `exact` throughout. So an `f32` result is never more than `ACCEPT` units of roundoff from
 /// the exact one (about 16 ulp: in practice within one or two), where plain `f32` terms would
 /// carry their roundings into a cancelling mean a thousandfold, and costs an `f64` computation
-/// only where the terms cancel. In `f64`, `fast` is exact enough and is used alone.
+/// only where the terms cancel. In `f64`, the fast terms are exact enough and used alone.
 #[derive(Clone, Copy)]
-pub(crate) struct Checked<F, E>(pub F, pub E);
+pub(crate) struct Checked<A, B, E>(pub A, pub B, pub E);
 
 /// The largest error bound [`Checked`] terms accept, in units of roundoff of the value they
 /// bound (`2^-19` relative in `f32`: 16 ulp, a tenth of the conformance tolerance).
 pub(crate) const ACCEPT: f64 = 32.0;
 
-impl<T, F, E> Terms<T> for Checked<F, E>
+impl<T, A, B, E> Terms<T> for Checked<A, B, E>
 where
     T: Float,
-    F: Fn(T, T) -> (T, T, T) + Copy + Sync,
+    A: Fn(T, T) -> T + Copy + Sync,
+    B: Fn(T, T, T) -> (T, T, T) + Copy + Sync,
     E: Fn(T, T) -> (f64, T) + Copy + Sync,
 {
     type Value = T;
@@ -147,15 +150,7 @@ where
     const CHECKED: bool = true;
     #[inline(always)]
     fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
-        let fast = self.0;
-        Wide(
-            #[inline(always)]
-            move |t: T, p: T| {
-                let (l, dl, _) = fast(t, p);
-                (l, dl)
-            },
-        )
-        .fill(y_true, y_pred, values, grads)
+        in_stages(self.0, self.1, y_true, y_pred, values, None, grads)
     }
     #[inline(always)]
     fn fill_bounded(
@@ -166,30 +161,11 @@ where
         bounds: &mut [T],
         grads: Option<(T, &mut [T])>,
     ) {
-        let n = values.len();
-        let (ts, ps, bounds) = (&y_true[..n], &y_pred[..n], &mut bounds[..n]);
-        match grads {
-            Some((c, g)) => {
-                let g = &mut g[..n];
-                for i in 0..n {
-                    let (l, dl, b) = (self.0)(ts[i], ps[i]);
-                    values[i] = l;
-                    bounds[i] = b;
-                    g[i] = c * dl;
-                }
-            }
-            None => {
-                for i in 0..n {
-                    let (l, _, b) = (self.0)(ts[i], ps[i]);
-                    values[i] = l;
-                    bounds[i] = b;
-                }
-            }
-        }
+        in_stages(self.0, self.1, y_true, y_pred, values, Some(bounds), grads)
     }
     #[inline(always)]
     fn fill_exact(self, y_true: &[T], y_pred: &[T], values: &mut [f64], grads: Option<(T, &mut [T])>) {
-        Wide(self.1).fill(y_true, y_pred, values, grads)
+        Wide(self.2).fill(y_true, y_pred, values, grads)
     }
 }
 
@@ -209,35 +185,76 @@ impl<T: Float, A: Fn(T, T) -> T + Copy + Sync, B: Fn(T, T, T) -> (T, T) + Copy +
         self.fill(y_true, y_pred, values, grads)
     }
     #[inline(always)]
-    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], mut grads: Option<(T, &mut [T])>) {
-        // pieces whose inputs and first stage stay in L1 between the two loops
-        const PIECE: usize = 256;
+    fn fill(self, y_true: &[T], y_pred: &[T], values: &mut [T], grads: Option<(T, &mut [T])>) {
         let Staged(first, then) = self;
-        let n = values.len();
-        let mut s = 0;
-        while s < n {
-            let len = PIECE.min(n - s);
-            let (ts, ps, v) = (&y_true[s..s + len], &y_pred[s..s + len], &mut values[s..s + len]);
-            for i in 0..len {
-                v[i] = first(ts[i], ps[i]);
-            }
-            match grads.as_mut() {
-                Some((c, g)) => {
-                    let g = &mut g[s..s + len];
-                    for i in 0..len {
-                        let (l, dl) = then(ts[i], ps[i], v[i]);
-                        v[i] = l;
-                        g[i] = *c * dl;
-                    }
-                }
-                None => {
-                    for i in 0..len {
-                        v[i] = then(ts[i], ps[i], v[i]).0;
-                    }
-                }
-            }
-            s += len;
+        in_stages(
+            first,
+            #[inline(always)]
+            move |t: T, p: T, z: T| {
+                let (l, dl) = then(t, p, z);
+                (l, dl, T::zero())
+            },
+            y_true,
+            y_pred,
+            values,
+            None,
+            grads,
+        )
+    }
+}
+
+/// The loops of [`Staged`] terms (and of [`Checked`] ones, whose second stage also gives each
+/// term's error bound, written into `bounds` when given): `first(t, p)` over a piece of the
+/// tile, then `then(t, p, first(t, p)) -> (term, derivative, bound)` over it.
+#[inline(always)]
+fn in_stages<T: Float>(
+    first: impl Fn(T, T) -> T,
+    then: impl Fn(T, T, T) -> (T, T, T),
+    y_true: &[T],
+    y_pred: &[T],
+    values: &mut [T],
+    mut bounds: Option<&mut [T]>,
+    mut grads: Option<(T, &mut [T])>,
+) {
+    // pieces whose inputs and first stage stay in L1 between the two loops
+    const PIECE: usize = 256;
+    let n = values.len();
+    let mut s = 0;
+    while s < n {
+        let len = PIECE.min(n - s);
+        let (ts, ps, v) = (&y_true[s..s + len], &y_pred[s..s + len], &mut values[s..s + len]);
+        for i in 0..len {
+            v[i] = first(ts[i], ps[i]);
         }
+        match (grads.as_mut(), bounds.as_deref_mut()) {
+            (Some((c, g)), Some(b)) => {
+                let (g, b) = (&mut g[s..s + len], &mut b[s..s + len]);
+                for i in 0..len {
+                    let (l, dl, e) = then(ts[i], ps[i], v[i]);
+                    (v[i], g[i], b[i]) = (l, *c * dl, e);
+                }
+            }
+            (Some((c, g)), None) => {
+                let g = &mut g[s..s + len];
+                for i in 0..len {
+                    let (l, dl, _) = then(ts[i], ps[i], v[i]);
+                    (v[i], g[i]) = (l, *c * dl);
+                }
+            }
+            (None, Some(b)) => {
+                let b = &mut b[s..s + len];
+                for i in 0..len {
+                    let (l, _, e) = then(ts[i], ps[i], v[i]);
+                    (v[i], b[i]) = (l, e);
+                }
+            }
+            (None, None) => {
+                for i in 0..len {
+                    v[i] = then(ts[i], ps[i], v[i]).0;
+                }
+            }
+        }
+        s += len;
     }
 }
 
@@ -300,6 +317,8 @@ fn drive<T: Float, Tm: Terms<T>>(
     };
     // error bounds are checked in f32 only: in f64 the fast terms are as good as exact ones
     let checked = Tm::CHECKED && T::DTYPE == DType::F32 && !exact;
+    // (constants for terms that are not checked: their loops have no verdicts to give)
+    let exact = Tm::CHECKED && exact;
     // how much each per-sample value moves a reduced loss: its bound's weight in the loss's
     let reach = (checked && reducer.reduces()).then(|| reducer.backward(&Upstream::Ones)).transpose()?;
     let check = checked.then(|| RowCheck { unit: T::epsilon().acc() / 2.0 / divisor, reach: reach.as_deref() });
@@ -498,8 +517,10 @@ fn short_rows<T: Float, Tm: Terms<T>>(
 ) -> f64 {
     let Rows { yt, yp, d, scale, divisor, cots, check, exact } = *rows;
     let zero = Tm::Value::from_acc(0.0);
-    let (mut buf, mut bbuf) = ([zero; GROUP], [zero; GROUP]);
-    let mut exact_buf = [Tm::Sum::from_acc(0.0); BLOCK];
+    let mut buf = [zero; GROUP];
+    // only checked or exact terms need these
+    let mut bbuf = if check.is_some() { vec![zero; GROUP] } else { Vec::new() };
+    let mut exact_buf = if check.is_some() || exact { vec![Tm::Sum::from_acc(0.0); d] } else { Vec::new() };
     let per_group = (GROUP / d).max(1);
     let mut bound = 0.0;
     let mut r = r0;
@@ -509,12 +530,21 @@ fn short_rows<T: Float, Tm: Terms<T>>(
         let (ts, ps) = (&yt[r * d..r * d + len], &yp[r * d..r * d + len]);
         let v = &mut buf[..len];
         let mut g = cots.and(grad.split_front(len));
-        // the derivatives first (each row's cotangent once the row is final)
+        // the derivatives first, then each row's cotangent while they are in L1
         let grads = g.as_deref_mut().map(|g| (T::one(), g));
         match check {
             _ if exact => {}
             Some(_) => term.fill_bounded(ts, ps, v, &mut bbuf[..len], grads),
             None => term.fill(ts, ps, v, grads),
+        }
+        let row_cot = |k: usize| cots.map(|c| T::from_acc(c[r + k].acc() * scale));
+        if let Some(g) = g.as_deref_mut() {
+            for k in 0..rows {
+                let c = row_cot(k).unwrap_or_default();
+                for gi in &mut g[k * d..(k + 1) * d] {
+                    *gi = c * *gi;
+                }
+            }
         }
         // the row sums, many rows side by side
         let (mut sums, mut bsums) = ([0.0f64; 64], [0.0f64; 64]);
@@ -538,24 +568,17 @@ fn short_rows<T: Float, Tm: Terms<T>>(
                         sums[k - k0]
                     }
                     None => {
-                        // the terms cancel (or every term is to be exact): the row, exact
-                        let (row, vrow) = (k * d..(k + 1) * d, &mut exact_buf[..d]);
-                        let grads = g.as_deref_mut().map(|g| (T::one(), &mut g[row.clone()]));
-                        term.fill_exact(&ts[row.clone()], &ps[row], vrow, grads);
+                        // the terms cancel (or every term is to be exact): the row, exact, and
+                        // its derivatives times its cotangent (the same products as above)
+                        let row = k * d..(k + 1) * d;
+                        let grads = row_cot(k).zip(g.as_deref_mut().map(|g| &mut g[row.clone()]));
+                        term.fill_exact(&ts[row.clone()], &ps[row], &mut exact_buf, grads);
                         let mut one = [0.0];
-                        block_sums(vrow, d, &mut one);
+                        block_sums(&exact_buf, d, &mut one);
                         one[0]
                     }
                 };
                 vals[r - r0 + k] = Tm::Sum::from_acc(sum / divisor);
-            }
-        }
-        if let (Some(c), Some(g)) = (cots, g) {
-            for k in 0..rows {
-                let c = T::from_acc(c[r + k].acc() * scale);
-                for gi in &mut g[k * d..(k + 1) * d] {
-                    *gi = c * *gi;
-                }
             }
         }
         r += rows;
@@ -615,10 +638,8 @@ mod tests {
     fn marked_terms<T: Float>() -> impl Terms<T, Sum = f64> {
         let mark = T::of(1.0 + 2f64.powi(-21));
         Checked(
-            move |t: T, p: T| {
-                let x = p - t;
-                (x * mark, T::of(1.5), T::of(16.0) * x.abs())
-            },
+            |t: T, p: T| p - t,
+            move |_: T, _: T, x: T| (x * mark, T::of(1.5), T::of(16.0) * x.abs()),
             |t: T, p: T| (p.acc() - t.acc(), T::one()),
         )
     }

@@ -158,14 +158,15 @@ fn run<T: Float>(
         // again in f64; the clips are exact in `T`
         Checked(
             #[inline(always)]
-            move |t: T, p: T| {
+            move |t: T, p: T| (clip_tie(t, eps, one).0 / clip_tie(p, eps, one).0).vln(),
+            #[inline(always)]
+            move |t: T, p: T, ln_ratio: T| {
                 let (y, _) = clip_tie(t, eps, one);
                 let (q, share) = clip_tie(p, eps, one);
-                let ratio = y / q;
-                let term = y * ratio.vln();
+                let term = y * ln_ratio;
                 // in units of roundoff (`y > 0`): y for the quotient's rounding through the
                 // log, 2 |term| for the log's ulp, |term| for the product
-                (term, -ratio * share, y + T::of(3.0) * term.abs())
+                (term, -(y / q) * share, y + T::of(3.0) * term.abs())
             },
             #[inline(always)]
             move |t: T, p: T| {

@@ -145,20 +145,21 @@ fn run<T: Float>(
         // in f32, and a mean that cancels is computed again in f64
         Checked(
             #[inline(always)]
-            move |t: T, p: T| {
-                let q = p + eps;
-                let tl = t * q.vln();
+            move |_: T, p: T| (p + eps).vln(),
+            #[inline(always)]
+            move |t: T, p: T, ln_q: T| {
+                let tl = t * ln_q;
                 let term = p - tl;
-                // in units of roundoff: 1.2 |t| for `q`'s rounding and ε's in f32 (1.2e-8 of
-                // `q >= 1e-7`) through the log, 2 |t ln q| for the log's ulp, |t ln q| and
-                // |term| for the product and the difference; a negative rate may lose every
-                // bit of `p + ε` (computed exactly, then)
+                // in units of roundoff: 1.2 |t| for `q = p + ε`'s rounding and ε's in f32
+                // (1.2e-8 of `q >= 1e-7`) through the log, 2 |t ln q| for the log's ulp,
+                // |t ln q| and |term| for the product and the difference; a negative rate may
+                // lose every bit of `p + ε` (computed exactly, then)
                 let bound = if p >= T::zero() {
                     T::of(1.25) * t.abs() + T::of(3.0) * tl.abs() + term.abs()
                 } else {
                     T::infinity()
                 };
-                (term, one - t / q, bound)
+                (term, one - t / (p + eps), bound)
             },
             // the derivative rounded once: `p + ε` in f32 loses `p`'s last bits, all of them
             // for `p` near `-ε`
