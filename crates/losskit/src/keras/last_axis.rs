@@ -128,14 +128,14 @@ impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<
 /// gradient too; a reduced loss whose bound, carried through the reduction's weights, is above
 /// [`ACCEPT`] times its magnitude (the per-sample values cancel) is computed again from
 /// `exact` throughout. So an `f32` result is never more than `ACCEPT` units of roundoff from
-/// the exact one (about 16 ulp: in practice within one or two), where plain `f32` terms would
+/// the exact one (`2^-19` relative in `f32`, 16 to 32 ulp; in practice within one or two), where plain `f32` terms would
 /// carry their roundings into a cancelling mean a thousandfold, and costs an `f64` computation
 /// only where the terms cancel. In `f64`, the fast terms are exact enough and used alone.
 #[derive(Clone, Copy)]
 pub(crate) struct Checked<A, B, E>(pub A, pub B, pub E);
 
 /// The largest error bound [`Checked`] terms accept, in units of roundoff of the value they
-/// bound (`2^-19` relative in `f32`: 16 ulp, a tenth of the conformance tolerance).
+/// bound (`2^-19` relative in `f32`: 16 to 32 ulp, a tenth of the conformance tolerance).
 pub(crate) const ACCEPT: f64 = 32.0;
 
 impl<T, A, B, E> Terms<T> for Checked<A, B, E>
