@@ -416,11 +416,9 @@ fn drive<T: Float, Tm: Terms<T>>(
         values.fill(Tm::Sum::from_acc(0.0 * scale));
     }
     let loss = reducer.reduce(&values);
-    let again = check.is_some_and(|check| {
-        // NaN (a NaN loss) counts as not within: the exact terms decide
-        let within = bound <= ACCEPT * check.unit * divisor * loss.data()[0].acc().abs();
-        check.reach.is_some() && !within
-    });
+    // a reduced loss is one value; NaN (a NaN loss) counts as not within: the exact terms decide
+    let within = |l: &T| bound <= ACCEPT * check.map_or(0.0, |c| c.unit) * divisor * l.acc().abs();
+    let again = check.is_some_and(|check| check.reach.is_some() && !loss.data().iter().all(within));
     Ok((loss, sink.map(|s| s.finish()).unwrap_or_default(), again))
 }
 
@@ -718,6 +716,23 @@ mod tests {
         let fast: f64 = p.iter().zip([1.0, 1.0, -1.0, -1.0]).map(|(&x, w)| w * (x * mark) as f64).sum::<f64>() / 2.0;
         assert_eq!(l.item(), Some(fast as f32));
         assert!(fast as f32 != 2.875);
+    }
+
+    #[test]
+    fn checked_terms_on_empty_axes() {
+        // an empty batch is returned unreduced (shape (0,)) by every reduction: no loss value
+        // to check; an empty last axis gives NaN (mean) for every sample, then for the loss
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::SumOverBatchSize] {
+            let (e, shape) = ([0.0f32; 0], [0usize, 3]);
+            let v = View::new(&e, &shape).unwrap();
+            let (l, g) =
+                last_axis_loss(&v, &v, None, reduction, Combine::Mean, marked_terms::<f32>(), Some(Backward::new()))
+                    .unwrap();
+            assert_eq!((l.shape(), g.get("y_pred").unwrap().shape()), (&[0usize][..], &shape[..]));
+            let v = View::new(&e, &[3, 0]).unwrap();
+            let l = last_axis_loss(&v, &v, None, reduction, Combine::Mean, marked_terms::<f32>(), None).unwrap().0;
+            assert!(l.data().iter().all(|x| x.is_nan()) && !l.data().is_empty(), "{reduction:?}");
+        }
     }
 
     #[test]
