@@ -114,3 +114,48 @@ fn checked_f32_terms_stay_within_their_bound() {
         }
     }
 }
+
+/// The fast `f32` terms of `poisson` and `kl_divergence` leave special arguments (NaN,
+/// infinities, negative or zero rates, subnormals, the largest values) to their exact `f64`
+/// form: each result matches the `f64` computation on the same inputs, NaN for NaN.
+#[test]
+fn checked_f32_terms_leave_special_arguments_to_f64() {
+    use losskit::{kl_divergence, poisson, KlDivergenceOptions, PoissonOptions, Reduction};
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    let cases: [([f32; 4], [f32; 4]); 7] = [
+        ([1e30, 2.0, 3e38, 0.0], [3e38, 1e-30, 1.0, f32::MAX]),
+        ([1.0, 2.0, inf, 0.0], [inf, 1.0, 1.0, 2.0]),
+        ([1.0, nan, 1.0, 0.0], [0.5, 1.0, nan, 2.0]),
+        ([1.0, 2.0, 1.0, 0.0], [-0.5e-7, 1.0, -2e-7, 2.0]),
+        ([0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]),
+        ([1e-40, 1.0, 1.0, 1e-45], [1e-40, 1e-45, 1.0, 1e-39]),
+        ([3e38, 3e38, 1.0, 2.0], [3e38, 2.0, -inf, 2.0]),
+    ];
+    for (t, p) in cases {
+        let (t64, p64) = (t.map(f64::from), p.map(f64::from));
+        fn v32(x: &[f32; 4]) -> View<'_, f32> {
+            View::new(&x[..], &[2, 2]).unwrap()
+        }
+        fn v64(x: &[f64; 4]) -> View<'_, f64> {
+            View::new(&x[..], &[2, 2]).unwrap()
+        }
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::SumOverBatchSize] {
+            let results = [
+                (
+                    poisson(v32(&t), v32(&p), None, &PoissonOptions { reduction }).unwrap(),
+                    poisson(v64(&t64), v64(&p64), None, &PoissonOptions { reduction }).unwrap(),
+                ),
+                (
+                    kl_divergence(v32(&t), v32(&p), None, &KlDivergenceOptions { reduction }).unwrap(),
+                    kl_divergence(v64(&t64), v64(&p64), None, &KlDivergenceOptions { reduction }).unwrap(),
+                ),
+            ];
+            for (got, want) in results {
+                for (&g, &w) in got.data().iter().zip(want.data()) {
+                    let same = (g.is_nan() && w.is_nan()) || g == w as f32 || (g as f64 - w).abs() <= 1e-6 * w.abs();
+                    assert!(same, "{t:?} {p:?} {reduction:?}: {g:e} vs {w:e}");
+                }
+            }
+        }
+    }
+}

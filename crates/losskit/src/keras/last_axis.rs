@@ -130,7 +130,7 @@ impl<T: Float, V: Float, F: Fn(T, T) -> (V, T) + Copy + Sync> Terms<T> for Wide<
 /// `exact` throughout. So an `f32` result is never more than `ACCEPT` units of roundoff from
 /// the exact one (`2^-19` relative in `f32`, 16 to 32 ulp; in practice within one or two), where plain `f32` terms would
 /// carry their roundings into a cancelling mean a thousandfold, and costs an `f64` computation
-/// only where the terms cancel. In `f64`, the fast terms are exact enough and used alone.
+/// only where the terms cancel. In `f64`, the exact terms are used alone.
 #[derive(Clone, Copy)]
 pub(crate) struct Checked<A, B, E>(pub A, pub B, pub E);
 
@@ -315,10 +315,11 @@ fn drive<T: Float, Tm: Terms<T>>(
         Combine::Mean => d as f64,
         Combine::Sum => 1.0,
     };
-    // error bounds are checked in f32 only: in f64 the fast terms are as good as exact ones
+    // error bounds are checked in f32 only: f64 computes the exact terms
     let checked = Tm::CHECKED && T::DTYPE == DType::F32 && !exact;
-    // (constants for terms that are not checked: their loops have no verdicts to give)
-    let exact = Tm::CHECKED && exact;
+    // checked terms in f64 are the exact ones (the fast ones may leave out special arguments);
+    // a constant for terms that are not checked: their loops have no verdicts to give
+    let exact = Tm::CHECKED && (exact || T::DTYPE == DType::F64);
     // how much each per-sample value moves a reduced loss: its bound's weight in the loss's
     let reach = (checked && reducer.reduces()).then(|| reducer.backward(&Upstream::Ones)).transpose()?;
     let check = checked.then(|| RowCheck { unit: T::epsilon().acc() / 2.0 / divisor, reach: reach.as_deref() });
@@ -676,15 +677,23 @@ mod tests {
             let g = g.get("y_pred").unwrap().data();
             let c = 1.0 / d as f32;
             assert!(g[..d].iter().all(|&gi| gi == 1.5 * c) && g[d..].iter().all(|&gi| gi == c), "d={d}");
-            // in f64 the fast terms are used as they are
+            // in f64 the exact terms are used throughout, gradient included
             let (t64, p64): (Vec<f64>, Vec<f64>) =
                 (t.iter().map(|&v| v as f64).collect(), p.iter().map(|&v| v as f64).collect());
             let (tv, pv) = (View::new(&t64, &[2, d]).unwrap(), View::new(&p64, &[2, d]).unwrap());
-            let l =
-                last_axis_loss(&tv, &pv, None, Reduction::None, Combine::Mean, marked_terms::<f64>(), None).unwrap().0;
-            let mark = 1.0 + 2f64.powi(-21);
-            let fast64 = |r: usize| p64[r * d..(r + 1) * d].iter().map(|&x| x * mark).sum::<f64>() / d as f64;
-            assert_eq!(l.data(), &[fast64(0), fast64(1)], "d={d}");
+            let (l, g) = last_axis_loss(
+                &tv,
+                &pv,
+                None,
+                Reduction::None,
+                Combine::Mean,
+                marked_terms::<f64>(),
+                Some(Backward::new()),
+            )
+            .unwrap();
+            let exact64 = |r: usize| p64[r * d..(r + 1) * d].iter().sum::<f64>() / d as f64;
+            assert_eq!(l.data(), &[exact64(0), exact64(1)], "d={d}");
+            assert!(g.get("y_pred").unwrap().data().iter().all(|&gi| gi == 1.0 / d as f64), "d={d}");
         }
     }
 

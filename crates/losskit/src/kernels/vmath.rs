@@ -41,6 +41,11 @@ pub trait VMath: Copy {
     fn vexp(self) -> Self;
     /// The natural logarithm.
     fn vln(self) -> Self;
+    /// `ln(x)` for a positive, normal, finite `x` only: the bits of [`vln`](Self::vln) there,
+    /// without its handling of subnormal, zero, infinite, negative and NaN arguments, for
+    /// which it returns an unspecified value (possibly finite). For callers that know their
+    /// range or check their results (`keras::Checked` terms).
+    fn vln_normal(self) -> Self;
     /// `ln(1 + x)`, accurate for small `x`.
     fn vln_1p(self) -> Self;
     /// `ln(x)` for `x` in `[0, 1]` only (`0` gives `-inf`, NaN stays NaN): the bits of
@@ -506,6 +511,11 @@ impl VMath for f32 {
         ln_f32(self)
     }
     #[inline(always)]
+    fn vln_normal(self) -> f32 {
+        let (f, e) = split_exponent(self);
+        ln_reduced(f, e as f32)
+    }
+    #[inline(always)]
     fn vln_1p(self) -> f32 {
         ln_1p_f32(self)
     }
@@ -653,6 +663,13 @@ mod f64_impl {
         super::ln_by(x, ln_positive(x))
     }
 
+    /// `ln(x)` for a positive normal finite `x` (see `VMath::vln_normal`).
+    #[inline(always)]
+    pub(super) fn ln_normal(x: f64) -> f64 {
+        let (f, e) = split_exponent(x);
+        ln_reduced(f, e, 0.0)
+    }
+
     /// `ln(x)` for `x` in `[0, 1]` (`0` and NaN leave through one select).
     #[inline(always)]
     pub(super) fn ln_unit(x: f64) -> f64 {
@@ -719,6 +736,10 @@ impl VMath for f64 {
     #[inline(always)]
     fn vln(self) -> f64 {
         f64_impl::ln(self)
+    }
+    #[inline(always)]
+    fn vln_normal(self) -> f64 {
+        f64_impl::ln_normal(self)
     }
     #[inline(always)]
     fn vln_unit(self) -> f64 {
@@ -808,6 +829,22 @@ mod tests {
         // every positive f32 from the smallest subnormal to the largest finite value
         let w = worst(f32::vln, f64::ln, f32::from_bits(1), f32::MAX, 61);
         assert!(w.0 <= 1, "ln: {} ulp at {:e}", w.0, w.1);
+    }
+
+    #[test]
+    fn ln_normal_is_ln_on_normal_arguments() {
+        // every positive normal f32 (a stride through the bits), and f64s across the range
+        for bits in (f32::MIN_POSITIVE.to_bits()..=f32::MAX.to_bits()).step_by(61) {
+            let x = f32::from_bits(bits);
+            assert_eq!(x.vln_normal().to_bits(), x.vln().to_bits(), "{x:e}");
+        }
+        let mut x = f64::MIN_POSITIVE;
+        while x < f64::MAX / 1.37 {
+            for y in [x, x * 1.000_000_1, x * 1.41] {
+                assert_eq!(y.vln_normal().to_bits(), y.vln().to_bits(), "{y:e}");
+            }
+            x *= 1.37;
+        }
     }
 
     #[test]

@@ -145,7 +145,8 @@ fn run<T: Float>(
         // in f32, and a mean that cancels is computed again in f64
         Checked(
             #[inline(always)]
-            move |_: T, p: T| (p + eps).vln(),
+            // `p + ε` is normal for the rates the bound accepts (`0 <= p <= max`)
+            move |_: T, p: T| (p + eps).vln_normal(),
             #[inline(always)]
             move |t: T, p: T, ln_q: T| {
                 let tl = t * ln_q;
@@ -153,8 +154,9 @@ fn run<T: Float>(
                 // in units of roundoff: 1.2 |t| for `q = p + ε`'s rounding and ε's in f32
                 // (1.2e-8 of `q >= 1e-7`) through the log, 2 |t ln q| for the log's ulp,
                 // |t ln q| and |term| for the product and the difference; a negative rate may
-                // lose every bit of `p + ε` (computed exactly, then)
-                let bound = if p >= T::zero() {
+                // lose every bit of `p + ε`, and other rates fall outside the log's range
+                // (computed exactly, then)
+                let bound = if p >= T::zero() && p <= T::max_value() {
                     T::of(1.25) * t.abs() + T::of(3.0) * tl.abs() + term.abs()
                 } else {
                     T::infinity()
