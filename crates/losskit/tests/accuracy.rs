@@ -55,25 +55,17 @@ fn f32_mean_of_ten_million_is_within_one_ulp() {
 /// inputs (plus its own rounding), with the same bits on one thread and on two.
 #[test]
 fn checked_f32_terms_stay_within_their_bound() {
-    use losskit::{kl_divergence, poisson, KlDivergenceOptions, PoissonOptions, Reduction};
-    type Loss32 = fn(&[f32], &[f32], &[usize], Reduction) -> Vec<f32>;
-    type Loss64 = fn(&[f64], &[f64], &[usize], Reduction) -> Vec<f64>;
-    let pois32: Loss32 = |t, p, s, reduction| {
-        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
+    use losskit::{kl_divergence, poisson, Float, KlDivergenceOptions, PoissonOptions, Reduction};
+    fn pois<T: Float>(t: &[T], p: &[T], shape: &[usize], reduction: Reduction) -> Vec<T> {
+        let (t, p) = (View::new(t, shape).unwrap(), View::new(p, shape).unwrap());
         poisson(t, p, None, &PoissonOptions { reduction }).unwrap().data().to_vec()
-    };
-    let pois64: Loss64 = |t, p, s, reduction| {
-        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
-        poisson(t, p, None, &PoissonOptions { reduction }).unwrap().data().to_vec()
-    };
-    let kl32: Loss32 = |t, p, s, reduction| {
-        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
+    }
+    fn kl<T: Float>(t: &[T], p: &[T], shape: &[usize], reduction: Reduction) -> Vec<T> {
+        let (t, p) = (View::new(t, shape).unwrap(), View::new(p, shape).unwrap());
         kl_divergence(t, p, None, &KlDivergenceOptions { reduction }).unwrap().data().to_vec()
-    };
-    let kl64: Loss64 = |t, p, s, reduction| {
-        let (t, p) = (View::new(t, s).unwrap(), View::new(p, s).unwrap());
-        kl_divergence(t, p, None, &KlDivergenceOptions { reduction }).unwrap().data().to_vec()
-    };
+    }
+    type Loss<T> = fn(&[T], &[T], &[usize], Reduction) -> Vec<T>;
+    let (pois32, pois64, kl32, kl64): (Loss<f32>, Loss<f64>, Loss<f32>, Loss<f64>) = (pois, pois, kl, kl);
     let n = 42_000;
     let noise = uniform(n, 7, -1e-3, 1e-3);
     let rate = uniform(n, 5, 1.2, 3.0);

@@ -651,26 +651,23 @@ mod tests {
         (vec![0.0; 2 * d], p)
     }
 
+    /// [`marked_terms`] over two rows of `d` (unreduced, mean), with their gradient.
+    fn marked_rows<T: Float>(t: &[T], p: &[T], d: usize) -> (Tensor<T>, Grads<T>) {
+        let (tv, pv) = (View::new(t, &[2, d]).unwrap(), View::new(p, &[2, d]).unwrap());
+        let (red, bw) = (Reduction::None, Some(Backward::new()));
+        last_axis_loss(&tv, &pv, None, red, Combine::Mean, marked_terms::<T>(), bw).unwrap()
+    }
+
     #[test]
     fn checked_terms_are_redone_exactly_only_where_they_cancel() {
         for d in [2usize, 7, BLOCK + 3, 3 * BLOCK] {
             let (t, p) = two_rows(d);
-            let (tv, pv) = (View::new(&t, &[2, d]).unwrap(), View::new(&p, &[2, d]).unwrap());
             let row = |r: usize, fast: bool| -> f64 {
                 let x = &p[r * d..(r + 1) * d];
                 let mark = 1.0f32 + 2f32.powi(-21);
                 x.iter().map(|&x| if fast { (x * mark) as f64 } else { x as f64 }).sum::<f64>() / d as f64
             };
-            let (l, g) = last_axis_loss(
-                &tv,
-                &pv,
-                None,
-                Reduction::None,
-                Combine::Mean,
-                marked_terms::<f32>(),
-                Some(Backward::new()),
-            )
-            .unwrap();
+            let (l, g) = marked_rows(&t, &p, d);
             // row 0 from the fast terms, row 1 exact; both differ from the other form
             assert_eq!(l.data(), &[row(0, true) as f32, row(1, false) as f32], "d={d}");
             assert!(row(0, false) as f32 != row(0, true) as f32 && row(1, false) as f32 != row(1, true) as f32);
@@ -680,17 +677,7 @@ mod tests {
             // in f64 the exact terms are used throughout, gradient included
             let (t64, p64): (Vec<f64>, Vec<f64>) =
                 (t.iter().map(|&v| v as f64).collect(), p.iter().map(|&v| v as f64).collect());
-            let (tv, pv) = (View::new(&t64, &[2, d]).unwrap(), View::new(&p64, &[2, d]).unwrap());
-            let (l, g) = last_axis_loss(
-                &tv,
-                &pv,
-                None,
-                Reduction::None,
-                Combine::Mean,
-                marked_terms::<f64>(),
-                Some(Backward::new()),
-            )
-            .unwrap();
+            let (l, g) = marked_rows(&t64, &p64, d);
             let exact64 = |r: usize| p64[r * d..(r + 1) * d].iter().sum::<f64>() / d as f64;
             assert_eq!(l.data(), &[exact64(0), exact64(1)], "d={d}");
             assert!(g.get("y_pred").unwrap().data().iter().all(|&gi| gi == 1.0 / d as f64), "d={d}");
