@@ -343,8 +343,11 @@ fn drive<T: Float, Tm: Terms<T>>(
                         return short_rows(&rows, r0, r1, vals, &mut grad, term);
                     }
                     let zero = Tm::Value::from_acc(0.0);
-                    let (mut scratch, mut bounds) = ([zero; RUN * BLOCK], [zero; RUN * BLOCK]);
-                    let mut exact_scratch = [Tm::Sum::from_acc(0.0); RUN * BLOCK];
+                    let mut scratch = [zero; RUN * BLOCK];
+                    // only checked or exact terms need these (as in `short_rows`)
+                    let mut bounds = if check.is_some() { vec![zero; RUN * BLOCK] } else { Vec::new() };
+                    let exact_len = if check.is_some() || exact { RUN * BLOCK } else { 0 };
+                    let mut exact_scratch = vec![Tm::Sum::from_acc(0.0); exact_len];
                     let mut parts = vec![0.0f64; 2 * d.div_ceil(BLOCK)];
                     let mut bound = 0.0;
                     for (k, r) in (r0..r1).enumerate() {
@@ -385,7 +388,7 @@ fn drive<T: Float, Tm: Terms<T>>(
                             }
                             // the terms cancel (or every term is to be exact): the row, exact
                             None => {
-                                let v = &mut exact_scratch;
+                                let v = &mut exact_scratch[..];
                                 row_sums(
                                     ts,
                                     ps,
