@@ -13,7 +13,9 @@ use crate::error::{LossError, Result};
 use crate::float::{DType, Float};
 use crate::grad::{overwritten_slots, start_optional, Backward, Grads, Upstream};
 use crate::kernels::simd::dispatch;
-use crate::kernels::sum::{block_sums, par_units, run_block_sums, tree, Every, SplitOut, BLOCK, CHUNK, RUN};
+use crate::kernels::sum::{
+    block_sums, close_sums, par_units, run_block_sums, tree, Every, SplitOut, BLOCK, CHUNK, RUN,
+};
 use crate::reduction::Reduction;
 use crate::tensor::{numel, Tensor, View};
 
@@ -436,7 +438,9 @@ struct RowCheck<'a, T> {
     reach: Option<&'a [T]>,
 }
 
-/// Slack on a summed bound: the bounds themselves are computed in `T` and summed in `f64`.
+/// Slack on a summed bound: the bounds themselves are computed in `T`, and a short row's are
+/// summed in `T` too ([`close_sums`]: below `35 u` relative for rows shorter than [`BLOCK`]),
+/// a long row's in `f64`.
 const BOUND_SLACK: f64 = 1.0 + 1.0 / 64.0;
 
 impl<T: Float> RowCheck<'_, T> {
@@ -556,7 +560,8 @@ fn short_rows<T: Float, Tm: Terms<T>>(
                 block_sums(&v[k0 * d..(k0 + m) * d], d, &mut sums[..m]);
             }
             if check.is_some() {
-                block_sums(&bbuf[k0 * d..(k0 + m) * d], d, &mut bsums[..m]);
+                // in `T`: a bound needs no more than to be close (the slack covers the roundings)
+                close_sums(&bbuf[k0 * d..(k0 + m) * d], d, &mut bsums[..m]);
             }
             for k in k0..k0 + m {
                 let verdict = match &check {
