@@ -12,7 +12,8 @@
 //! at 32 classes).
 //!
 //! The results have the bits of the row kernels (checked in the tests): the same exponential
-//! (`vmath`'s AVX2 `exp8`, `exp_f32` operation for operation), each row's sums in
+//! (`vmath`'s AVX2 `exp8`, `exp_f32` operation for operation, or `exp8_normal` where every
+//! shifted logit of the block lies in `[-86, 0]`: the same bits), each row's sums in
 //! the lanes and tree of [`block_sum`](super::sum::block_sum) (lane `l` sums the classes
 //! `c = l (mod 16)` in order, the lanes joined by [`join_lanes`](super::sum::join_lanes)),
 //! `ln S` with [`ln_sum`](super::rows::ln_sum)'s operations (`vmath`'s AVX2 `ln_sum8`), the
@@ -236,7 +237,7 @@ pub fn available() -> bool {
 mod avx2 {
     use super::{Grad8, Index8, Probs8, MAX_LEN, ROWS};
     use crate::kernels::simd::prefetch;
-    use crate::kernels::vmath::avx2::{exp8, ln_sum8};
+    use crate::kernels::vmath::avx2::{exp8, exp8_normal, exp_normal_lanes, ln_sum8};
     use core::arch::x86_64::*;
     use core::mem::MaybeUninit;
 
@@ -439,8 +440,21 @@ mod avx2 {
             }
             None => None,
         };
+        // the shifted logits, then their exponentials: the cheaper form (the same bits) where
+        // every one allows it, as a block of ordinary logits does
+        let mut normal = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
         for v in &mut padded[..len] {
-            *v = exp8(_mm256_sub_ps(*v, m));
+            *v = _mm256_sub_ps(*v, m);
+            normal = _mm256_and_ps(normal, exp_normal_lanes(*v));
+        }
+        if _mm256_movemask_ps(normal) == 0xff {
+            for v in &mut padded[..len] {
+                *v = exp8_normal(*v);
+            }
+        } else {
+            for v in &mut padded[..len] {
+                *v = exp8(*v);
+            }
         }
         let s = row_sums(padded);
         store8(s, sum);

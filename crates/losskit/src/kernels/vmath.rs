@@ -7,7 +7,10 @@
 //!
 //! - `exp`: `x = k ln 2 + r` with `k = round(x / ln 2)` and `ln 2` split in two (Cody–Waite, so
 //!   `r` is exact), a degree-6 minimax polynomial on `|r| <= ln 2 / 2`, and `2^k` applied as two
-//!   exponent-field multiplications so that subnormal results round once more at most.
+//!   exponent-field multiplications so that subnormal results round once more at most. On
+//!   `[-86, 0]`, where softmax rows' shifted logits nearly always lie, the result is normal and
+//!   `2^k` is one integer addition to the exponent field: the same bits, a third fewer
+//!   operations (slices checked first, [`VMath::vexp_in_place`]).
 //! - `ln`: `x = 2^e m` with `m` in `[sqrt(1/2), sqrt(2))`, a minimax polynomial in `f = m - 1`,
 //!   and `e ln 2` added in two parts; subnormal inputs are first scaled by `2^23`.
 //! - `ln_1p`: `ln(u) - ((u - 1) - x) / u` with `u = 1 + x`: the correction restores what the
@@ -158,6 +161,38 @@ fn exp_f32(x: f32) -> f32 {
     let k1 = k >> 1;
     // (k in [-159, 144] after the clamp: both factors are normal)
     y * pow2i(k1) * pow2i(k - k1)
+}
+
+/// The arguments `[EXP_NORMAL_MIN, 0]` of [`exp_f32_normal`]: there `k >= -124` and `k <= 0`,
+/// so `y 2^k` (`y` in `[1/sqrt 2, sqrt 2]`) is a normal number.
+pub(crate) const EXP_NORMAL_MIN: f32 = -86.0;
+
+/// [`exp_f32`] for `x` in `[EXP_NORMAL_MIN, 0]` (the shifted logits `x - max` of a softmax row,
+/// nearly always), with the same bits: no clamp (a no-op there), and `2^k` applied by adding `k`
+/// to the exponent field of `y`, which is `y 2^k` exactly because the result is normal, as are
+/// `exp_f32`'s two factors and both its products (exact too). About a third fewer operations.
+/// Outside that range the result is wrong: callers check the whole slice first.
+#[inline(always)]
+fn exp_f32_normal(x: f32) -> f32 {
+    let shifted = fma(x, LOG2_E, ROUNDER);
+    let kf = shifted - ROUNDER;
+    let r = fma(kf, -LN2_LO, fma(kf, -LN2_HI, x));
+    let r2 = r * r;
+    let q01 = fma(EXP_Q[1], r, EXP_Q[0]);
+    let q23 = fma(EXP_Q[3], r, EXP_Q[2]);
+    let q45 = fma(EXP_Q[5], r, EXP_Q[4]);
+    let q = fma(fma(q45, r2, q23), r2, q01);
+    let y = fma(q, r2, r) + 1.0;
+    let k = shifted.to_bits() as i32 - 0x4b40_0000;
+    f32::from_bits((y.to_bits() as i32).wrapping_add(k << 23) as u32)
+}
+
+/// Whether every element of `v` lies in `[EXP_NORMAL_MIN, 0]` (NaN does not), tested without
+/// branches so that it vectorises.
+#[inline(always)]
+#[allow(clippy::manual_range_contains)] // `&`, not `contains`' `&&`: no branch to keep it scalar
+fn all_exp_normal(v: &[f32]) -> bool {
+    v.iter().fold(true, |all, &x| all & (x >= EXP_NORMAL_MIN) & (x <= 0.0))
 }
 
 /// `ln(1 + f) + e ln 2` for `f` in `[sqrt(1/2) - 1, sqrt(2) - 1]` (`f` exact) and an integer
@@ -442,6 +477,41 @@ pub(crate) mod avx2 {
         _mm256_mul_ps(_mm256_mul_ps(y, p1), p2)
     }
 
+    /// `exp_f32_normal` of each lane (each in `[EXP_NORMAL_MIN, 0]`, which the caller checked):
+    /// `exp8`'s operations without the clamp, and `2^k` added to the exponent field.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp8_normal(x: __m256) -> __m256 {
+        // the clamp is a no-op on these arguments: `exp_reduced!`'s minimum and maximum become
+        // the argument itself
+        #[inline(always)]
+        fn argument(_: __m256, x: __m256) -> __m256 {
+            x
+        }
+        let (y, _, shifted) = exp_reduced!(
+            x,
+            _mm256_set1_ps,
+            argument,
+            argument,
+            _mm256_fmadd_ps,
+            _mm256_sub_ps,
+            _mm256_mul_ps,
+            _mm256_add_ps
+        );
+        let k = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4b40_0000));
+        _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), _mm256_slli_epi32::<23>(k)))
+    }
+
+    /// Whether every lane of `x` lies in `[EXP_NORMAL_MIN, 0]` (NaN does not).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn exp_normal_lanes(x: __m256) -> __m256 {
+        _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(super::EXP_NORMAL_MIN)),
+            _mm256_cmp_ps::<_CMP_LE_OQ>(x, _mm256_setzero_ps()),
+        )
+    }
+
     /// [`ln_sum`](crate::kernels::rows::ln_sum)`::<f32>` of each of eight row sums of
     /// exponentials `S` (`lo`: rows 0-3, `hi`: rows 4-7), each at least 1 (the maximum's term
     /// is `exp(0)`), or NaN: the bits of the portable code, operation for operation.
@@ -500,6 +570,13 @@ impl VMath for f32 {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, the only feature the function enables.
             unsafe { avx512::exp_in_place(v) };
+            return;
+        }
+        // a softmax row's shifted logits nearly always allow the cheaper form (same bits)
+        if all_exp_normal(v) {
+            for e in v.iter_mut() {
+                *e = exp_f32_normal(*e);
+            }
             return;
         }
         for e in v.iter_mut() {
@@ -1001,6 +1078,58 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn exp_of_normal_results_has_the_bits_of_exp() {
+        // every 211th f32 in [EXP_NORMAL_MIN, 0] (subnormal arguments among them), every f32
+        // within 4096 ulps of the lower end, and the ends: the cheaper exponential, its AVX2
+        // form and the slice function's fast path have exp_f32's bits, all normal
+        let lo = EXP_NORMAL_MIN.to_bits();
+        let mut xs: Vec<f32> = ((-0.0f32).to_bits()..=lo).step_by(211).map(f32::from_bits).collect();
+        xs.extend((lo - 4096..=lo).map(f32::from_bits));
+        xs.extend([0.0, -0.0, EXP_NORMAL_MIN, -f32::from_bits(1), -f32::MIN_POSITIVE]);
+        assert!(all_exp_normal(&xs));
+        for &x in &xs {
+            let (got, want) = (exp_f32_normal(x), exp_f32(x));
+            assert_eq!(got.to_bits(), want.to_bits(), "exp({x:e}): {got:e} vs {want:e}");
+            assert!((f32::MIN_POSITIVE..=1.0).contains(&got), "exp({x:e}) = {got:e}");
+        }
+        for chunk in xs.chunks(1000) {
+            let mut v = chunk.to_vec();
+            f32::vexp_in_place(&mut v);
+            for (&x, &e) in chunk.iter().zip(&v) {
+                assert_eq!(e.to_bits(), exp_f32(x).to_bits(), "exp({x:e})");
+            }
+        }
+        // one argument outside (or NaN) sends the whole slice to the general form
+        for outside in [f32::NAN, 1e-45, -86.000_01, f32::NEG_INFINITY, 3.0] {
+            assert!(!all_exp_normal(&[-1.0, outside, -2.0]), "{outside:e}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            use core::arch::x86_64::*;
+            for chunk in xs.chunks_exact(8) {
+                let (mut e, mut lanes) = ([0.0f32; 8], [0.0f32; 8]);
+                // SAFETY: the CPU has AVX2 and FMA (checked above); `chunk`, `e` and `lanes`
+                // hold eight `f32`s.
+                unsafe {
+                    let x = _mm256_loadu_ps(chunk.as_ptr());
+                    _mm256_storeu_ps(e.as_mut_ptr(), avx2::exp8_normal(x));
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), avx2::exp_normal_lanes(x));
+                }
+                for ((&x, &e), &lane) in chunk.iter().zip(&e).zip(&lanes) {
+                    assert_eq!(e.to_bits(), exp_f32(x).to_bits(), "exp8_normal({x:e})");
+                    assert_eq!(lane.to_bits(), u32::MAX, "{x:e} is in range");
+                }
+            }
+            let odd = [f32::NAN, 1e-45, -86.000_01, f32::NEG_INFINITY, 3.0, -1.0, -0.0, 0.0];
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), avx2::exp_normal_lanes(_mm256_loadu_ps(odd.as_ptr()))) };
+            let set: Vec<bool> = lanes.iter().map(|l| l.to_bits() == u32::MAX).collect();
+            assert_eq!(set, [false, false, false, false, false, true, true, true]);
         }
     }
 
