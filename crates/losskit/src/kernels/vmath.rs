@@ -138,28 +138,33 @@ fn fma(a: f32, b: f32, c: f32) -> f32 {
     a.mul_add(b, c)
 }
 
+/// `e^x = y 2^k` for an `x` within the clamp: `(y, k)`, `y` in `[1/sqrt 2, sqrt 2]` (NaN stays
+/// NaN), the reduction and polynomial shared by [`exp_f32`] and [`exp_f32_normal`].
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    // a NaN `x` stays NaN (`clamp` keeps it, as documented), and so do `y` and the result: no
-    // select back to `x`, which would also let the compiler turn an in-place loop's store into
-    // a masked store (`vmaskmovps`), microcoded and slow on AVX2 CPUs
-    let xc = x.clamp(EXP_CLAMP_LO, EXP_CLAMP_HI);
-    let shifted = fma(xc, LOG2_E, ROUNDER);
+fn exp_reduced_f32(x: f32) -> (f32, i32) {
+    let shifted = fma(x, LOG2_E, ROUNDER);
     let kf = shifted - ROUNDER;
-    let r = fma(kf, -LN2_LO, fma(kf, -LN2_HI, xc));
+    let r = fma(kf, -LN2_LO, fma(kf, -LN2_HI, x));
     // e^r = 1 + r + r^2 q(r); q by Estrin's scheme (three dependent steps instead of six)
     let r2 = r * r;
     let q01 = fma(EXP_Q[1], r, EXP_Q[0]);
     let q23 = fma(EXP_Q[3], r, EXP_Q[2]);
     let q45 = fma(EXP_Q[5], r, EXP_Q[4]);
     let q = fma(fma(q45, r2, q23), r2, q01);
-    let y = fma(q, r2, r) + 1.0;
-    // 2^k as two factors: k goes down to -150 where a single exponent field cannot
     // k from the low bits of `shifted` (1.5 * 2^23 + k): a float-to-int cast saturates, which
     // the compiler leaves scalar
-    let k = shifted.to_bits() as i32 - 0x4b40_0000;
-    let k1 = k >> 1;
+    (fma(q, r2, r) + 1.0, shifted.to_bits() as i32 - 0x4b40_0000)
+}
+
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    // a NaN `x` stays NaN (`clamp` keeps it, as documented), and so do `y` and the result: no
+    // select back to `x`, which would also let the compiler turn an in-place loop's store into
+    // a masked store (`vmaskmovps`), microcoded and slow on AVX2 CPUs
+    let (y, k) = exp_reduced_f32(x.clamp(EXP_CLAMP_LO, EXP_CLAMP_HI));
+    // 2^k as two factors: k goes down to -150 where a single exponent field cannot
     // (k in [-159, 144] after the clamp: both factors are normal)
+    let k1 = k >> 1;
     y * pow2i(k1) * pow2i(k - k1)
 }
 
@@ -174,16 +179,7 @@ pub(crate) const EXP_NORMAL_MIN: f32 = -86.0;
 /// Outside that range the result is wrong: callers check the whole slice first.
 #[inline(always)]
 fn exp_f32_normal(x: f32) -> f32 {
-    let shifted = fma(x, LOG2_E, ROUNDER);
-    let kf = shifted - ROUNDER;
-    let r = fma(kf, -LN2_LO, fma(kf, -LN2_HI, x));
-    let r2 = r * r;
-    let q01 = fma(EXP_Q[1], r, EXP_Q[0]);
-    let q23 = fma(EXP_Q[3], r, EXP_Q[2]);
-    let q45 = fma(EXP_Q[5], r, EXP_Q[4]);
-    let q = fma(fma(q45, r2, q23), r2, q01);
-    let y = fma(q, r2, r) + 1.0;
-    let k = shifted.to_bits() as i32 - 0x4b40_0000;
+    let (y, k) = exp_reduced_f32(x);
     f32::from_bits((y.to_bits() as i32).wrapping_add(k << 23) as u32)
 }
 
