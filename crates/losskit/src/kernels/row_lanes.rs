@@ -405,11 +405,19 @@ mod avx2 {
                 Grad8::Index { rows, .. } | Grad8::Probs { rows, .. } => rows.as_ptr(),
             }),
         ];
+        const LINE: usize = 64 / size_of::<f32>();
         for p in streams.into_iter().flatten() {
-            let mut e = 0;
-            while e < ROWS * len {
-                prefetch(p.wrapping_add(ahead + e));
-                e += 64 / size_of::<f32>();
+            if len == MAX_LEN {
+                // a fixed count, unrolled into one instruction per line (a loop costs four)
+                for k in 0..ROWS * MAX_LEN / LINE {
+                    prefetch(p.wrapping_add(ahead + k * LINE));
+                }
+            } else {
+                let mut e = 0;
+                while e < ROWS * len {
+                    prefetch(p.wrapping_add(ahead + e));
+                    e += LINE;
+                }
             }
         }
         // the columns, uninitialised: zeroing all `MAX_LEN` would cost as much as the rest of a

@@ -282,11 +282,21 @@ pub fn exp_in_place_fetching<T: Float>(v: &mut [T], ahead: &[*const T], at: usiz
     const STEP: usize = 256;
     let line = (64 / std::mem::size_of::<T>()).max(1);
     for (i, piece) in v.chunks_mut(STEP).enumerate() {
+        let start = at + i * STEP;
         for &p in ahead {
-            let mut e = at + i * STEP;
-            while e < at + i * STEP + piece.len() {
-                prefetch(p.wrapping_add(e));
-                e += line;
+            if piece.len() == STEP {
+                // a whole piece: a fixed count, which the compiler unrolls into one instruction
+                // per line (a loop of four per line was 7% of cross_entropy's instructions on
+                // rows of 1000)
+                for k in 0..STEP / line {
+                    prefetch(p.wrapping_add(start + k * line));
+                }
+            } else {
+                let mut e = start;
+                while e < start + piece.len() {
+                    prefetch(p.wrapping_add(e));
+                    e += line;
+                }
             }
         }
         exp_in_place(piece);
