@@ -285,23 +285,28 @@ mod avx2 {
     }
 
     /// The `len` columns of eight rows of `x` (`8 * len`) in `tile`, followed by `+0` columns
-    /// up to a multiple of 16 (for [`row_sums`]); that part of the tile, and the maxima of the
-    /// rows (`vmaxps(v, m)` is `v > m ? v : m`: NaN skipped) when `MAX` (else `-inf`).
+    /// up to a multiple of 16 (for [`row_sums`]); that part of the tile, and when `MAX` (else
+    /// `-inf`, `+inf` and no lane set) the rows' maxima (`vmaxps(v, m)` is `v > m ? v : m`: NaN
+    /// skipped), their minima (NaN skipped too) and the lanes (rows) that hold a NaN.
     #[inline]
     #[target_feature(enable = "avx2")]
     fn columns<'t, const MAX: bool>(
         x: &[f32],
         len: usize,
         tile: &'t mut [MaybeUninit<__m256>; MAX_LEN],
-    ) -> (&'t mut [__m256], __m256) {
+    ) -> (&'t mut [__m256], __m256, __m256, __m256) {
         let full = len - len % 8;
         let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut lo = _mm256_set1_ps(f32::INFINITY);
+        let mut nan = _mm256_setzero_ps();
         let mut c0 = 0;
         while c0 < full {
             for (j, v) in load_columns(x, len, c0).into_iter().enumerate() {
                 tile[c0 + j].write(v);
                 if MAX {
                     m = _mm256_max_ps(v, m);
+                    lo = _mm256_min_ps(v, lo);
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
                 }
             }
             c0 += 8;
@@ -318,6 +323,8 @@ mod avx2 {
                 tile[full + j].write(v);
                 if MAX {
                     m = _mm256_max_ps(v, m);
+                    lo = _mm256_min_ps(v, lo);
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
                 }
             }
         }
@@ -328,7 +335,7 @@ mod avx2 {
         // SAFETY: columns `0..full` were written by the first loop, `full..len` by the second,
         // `len..padded` by the third (`padded <= MAX_LEN`, a multiple of 16), and
         // `MaybeUninit<__m256>` has the layout of `__m256`.
-        (unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }, m)
+        (unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }, m, lo, nan)
     }
 
     /// The eight per-row sums of the columns `cols` (class `c` of row `i` in lane `i` of
@@ -423,7 +430,7 @@ mod avx2 {
         // the columns, uninitialised: zeroing all `MAX_LEN` would cost as much as the rest of a
         // short block's loads; `columns` writes what it returns
         let mut tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
-        let (padded, m) = columns::<true>(x, len, &mut tile);
+        let (padded, m, lo, nan) = columns::<true>(x, len, &mut tile);
         // SAFETY: `max` holds eight `f32`.
         unsafe { _mm256_storeu_ps(max.as_mut_ptr(), m) };
         // label smoothing's sums of the logits (as `row_max_sum` sums them), before the logits
@@ -435,7 +442,7 @@ mod avx2 {
         let mut tau_tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
         let targets = match probs {
             Some(Probs8 { y, keep, per_class, weights, masses, shifted }) => {
-                let (ys, _) = columns::<false>(y, len, &mut target_tile);
+                let (ys, ..) = columns::<false>(y, len, &mut target_tile);
                 let (keep, per_class) = (_mm256_set1_ps(keep), _mm256_set1_ps(per_class));
                 let tau = filled(len, &mut tau_tile, |c| smoothed(ys[c], c, keep, per_class, weights));
                 let total = row_sums(tau);
@@ -448,20 +455,18 @@ mod avx2 {
             }
             None => None,
         };
-        // the shifted logits, then their exponentials: the cheaper form (the same bits) where
-        // every one allows it, as a block of ordinary logits does
-        let mut normal = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-        for v in &mut padded[..len] {
-            *v = _mm256_sub_ps(*v, m);
-            normal = _mm256_and_ps(normal, exp_normal_lanes(*v));
-        }
+        // the exponentials of the shifted logits: the cheaper form (the same bits) where every
+        // one allows it, as a block of ordinary logits does. Rounding is monotonic, so every
+        // `x - m` lies in `[-86, 0]` when the row's smallest does (and no element is NaN: the
+        // minimum skipped them); an infinite maximum or minimum fails the test too.
+        let normal = _mm256_andnot_ps(nan, exp_normal_lanes(_mm256_sub_ps(lo, m)));
         if _mm256_movemask_ps(normal) == 0xff {
             for v in &mut padded[..len] {
-                *v = exp8_normal(*v);
+                *v = exp8_normal(_mm256_sub_ps(*v, m));
             }
         } else {
             for v in &mut padded[..len] {
-                *v = exp8(*v);
+                *v = exp8(_mm256_sub_ps(*v, m));
             }
         }
         let s = row_sums(padded);
@@ -637,9 +642,21 @@ mod tests {
     use crate::kernels::sum::block_sum;
     use crate::kernels::vmath::VMath;
 
-    /// Eight rows of `len` logits with the awkward entries: NaN, infinities, +-1e4, a row of
-    /// `-inf`, zeros of both signs at the maximum.
-    fn rows(len: usize, seed: u32) -> Vec<f32> {
+    /// What a block of [`rows`] holds besides ordinary logits in `[-8, 8]`.
+    #[derive(Clone, Copy, Debug)]
+    enum Block {
+        /// NaN, infinities, +-1e4, a row of `-inf`, zeros of both signs at the maximum.
+        Awkward,
+        /// Nothing else: every `x - m` in `[-86, 0]` (the cheaper exponential).
+        Ordinary,
+        /// One row spanning more than 86 (`x - m` below -86 there).
+        Wide,
+        /// One NaN.
+        Nan,
+    }
+
+    /// Eight rows of `len` logits as `block` says.
+    fn rows(len: usize, seed: u32, block: Block) -> Vec<f32> {
         let mut x: Vec<f32> = (0..ROWS * len)
             .map(|i| {
                 ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 * 16.0
@@ -647,6 +664,19 @@ mod tests {
             })
             .collect();
         let at = |i: usize, c: usize| i * len + c % len;
+        match block {
+            Block::Awkward => {}
+            Block::Ordinary => return x,
+            Block::Wide => {
+                // 8 + 79 above the rest of the row: its others go below -86
+                x[at(3, 2)] = 87.0;
+                return x;
+            }
+            Block::Nan => {
+                x[at(7, 1)] = f32::NAN;
+                return x;
+            }
+        }
         x[at(1, 3)] = 1e4;
         x[at(1, 5)] = -1e4;
         x[at(2, 0)] = f32::NAN;
@@ -667,14 +697,17 @@ mod tests {
         if !available() {
             return;
         }
-        for len in [1usize, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, MAX_LEN] {
+        let blocks = [Block::Awkward, Block::Ordinary, Block::Wide, Block::Nan];
+        for (len, block) in
+            [1usize, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, MAX_LEN].into_iter().flat_map(|l| blocks.map(|b| (l, b)))
+        {
             for (seed, smoothing) in [
                 (0u32, None),
                 (12345, None),
                 (0, Some((0.9f32, 0.1 / len as f32))),
                 (777, Some((0.75, 0.25 / len as f32))),
             ] {
-                let x = rows(len, seed);
+                let x = rows(len, seed, block);
                 let cot: [f32; ROWS] = core::array::from_fn(|i| [0.0, 0.25, -1.5, 2.0][i % 4]);
                 let total_weight = 3.5 * len as f32;
                 // every third row ignored
@@ -691,8 +724,8 @@ mod tests {
                     let e: Vec<f32> = row.iter().map(|&v| (v - m).vexp()).collect();
                     let s = block_sum(&e);
                     let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
-                    assert!(same(max[i] as f64, m as f64), "len {len} row {i}: max {} vs {m}", max[i]);
-                    assert!(same(sum[i], s), "len {len} row {i}: sum {} vs {s}", sum[i]);
+                    assert!(same(max[i] as f64, m as f64), "{block:?} len {len} row {i}: max {} vs {m}", max[i]);
+                    assert!(same(sum[i], s), "{block:?} len {len} row {i}: sum {} vs {s}", sum[i]);
                     // the value as `index_xent_rows` computes it on its row kernels
                     let lse: f32 = ln_sum(s);
                     let t = usize::try_from(class[i]).ok();
@@ -705,7 +738,11 @@ mod tests {
                             keep * nll + smooth * per_class
                         }
                     };
-                    assert!(same(values[i] as f64, want as f64), "len {len} row {i}: value {} vs {want}", values[i]);
+                    assert!(
+                        same(values[i] as f64, want as f64),
+                        "{block:?} len {len} row {i}: value {} vs {want}",
+                        values[i]
+                    );
                     // the gradient as `index_xent_rows` computes it on its row kernels
                     let (keep, per_class) = smoothing.unwrap_or((1.0, 0.0));
                     let kk = -(per_class * cot[i]);
@@ -713,8 +750,10 @@ mod tests {
                     let gamma = kk * total_weight + a;
                     let inv = (1.0 / s) as f32;
                     for c in 0..len {
-                        let want = kk - e[c] * inv * gamma + if Some(c) == t { a } else { 0.0 };
-                        assert!(same(g[i * len + c] as f64, want as f64), "len {len} row {i} class {c}");
+                        // `a` added at the target only (an ignored row's `-0` stays `-0`)
+                        let want = kk - e[c] * inv * gamma;
+                        let want = if Some(c) == t { want + a } else { want };
+                        assert!(same(g[i * len + c] as f64, want as f64), "{block:?} len {len} row {i} class {c}");
                     }
                 }
                 // nothing past the eight rows is written
