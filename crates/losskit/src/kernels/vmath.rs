@@ -512,7 +512,8 @@ pub(crate) mod avx2 {
         _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), _mm256_slli_epi32::<23>(k)))
     }
 
-    /// Whether every lane of `x` lies in `[EXP_NORMAL_MIN, 0]` (NaN does not).
+    /// The mask of the lanes of `x` that lie in `[EXP_NORMAL_MIN, 0]` (all ones there, zero
+    /// elsewhere; NaN lies outside): the range `exp8_normal` takes.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(crate) fn exp_normal_lanes(x: __m256) -> __m256 {
