@@ -11,7 +11,7 @@ use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
 use crate::kernels::rows::{rows_per_group, Workspace};
 use crate::kernels::sum::{par_row_groups, sum_by, sum_map, sum_zip};
-use crate::kernels::xent::{index_xent_rows, prob_xent_rows, Smoothing};
+use crate::kernels::xent::{index_xent_rows, prob_xent_rows, RowsOrZero, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
@@ -312,10 +312,10 @@ fn indices_contiguous<T: Float>(
             index_xent_rows(
                 &x[r0 * classes..],
                 classes,
-                |k| targets.class(r0 + k),
+                targets.classes_from(r0),
                 smoothing,
                 weights,
-                |k| cot.map_or(T::zero(), |c| c[r0 + k]),
+                RowsOrZero(cot.map(|c| &c[r0..])),
                 grad,
                 vals,
                 work,

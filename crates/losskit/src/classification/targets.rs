@@ -12,6 +12,7 @@ use crate::float::Float;
 use crate::grad::Upstream;
 use crate::kernels::axis::AxisLayout;
 use crate::kernels::sum::sum_by;
+use crate::kernels::xent::IndexClasses;
 use crate::reduction::{reduce, reduce_cot, reduce_summed, Reduction};
 use crate::tensor::{fmt_shape, Tensor, View};
 
@@ -190,6 +191,12 @@ impl<'a, T: Float> IndexTargets<'a, T> {
         ignore_index: i64,
     ) -> Result<Self> {
         UncheckedTargets::new(input_shape, target, weight, ignore_index)?.check()
+    }
+
+    /// The class ids from row `r0` on, for the kernels ([`IndexClasses`]).
+    #[inline]
+    pub(crate) fn classes_from(&self, r0: usize) -> IndexClasses<'a> {
+        IndexClasses { ids: &self.targets[r0..], ignore: self.ignore_index }
     }
 
     /// The class of row `r`, or `None` when its target is `ignore_index`.

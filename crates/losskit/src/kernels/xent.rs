@@ -93,6 +93,121 @@ pub struct Smoothing<T> {
     pub per_class: T,
 }
 
+/// The class targets of a group's rows, as [`index_xent_rows`] reads them: one row at a time
+/// on the row kernels, eight at a time on the lanes kernel. A closure `Fn(usize) ->
+/// Option<usize>` is one ([`IndexClasses`] reads eight at once).
+pub trait RowClasses {
+    /// Row `k`'s class, `None` for an ignored row.
+    fn class(&self, k: usize) -> Option<usize>;
+    /// Rows `k..k + 8`: as [`Index8`] takes them, `-1` for an ignored row and a class beyond
+    /// `i32` as `i32::MAX` (which [`softmax8`] declines).
+    #[inline(always)]
+    fn classes8(&self, k: usize) -> [i32; ROWS] {
+        let mut class = [-1; ROWS];
+        for (i, c) in class.iter_mut().enumerate() {
+            if let Some(t) = self.class(k + i) {
+                *c = i32::try_from(t).unwrap_or(i32::MAX);
+            }
+        }
+        class
+    }
+}
+
+impl<F: Fn(usize) -> Option<usize>> RowClasses for F {
+    #[inline(always)]
+    fn class(&self, k: usize) -> Option<usize> {
+        self(k)
+    }
+}
+
+/// Class ids of consecutive rows (row `k`'s is `ids[k]`), `ignore` marking an ignored row; the
+/// others are valid classes (the caller checked them). Eight rows are one branch-free select
+/// over eight `i64` (a closure per row was about 15 instructions a row, with its bounds check,
+/// its comparisons and the narrowing to `i32`).
+#[derive(Clone, Copy)]
+pub struct IndexClasses<'a> {
+    /// The class ids.
+    pub ids: &'a [i64],
+    /// The id of an ignored row.
+    pub ignore: i64,
+}
+
+impl RowClasses for IndexClasses<'_> {
+    #[inline(always)]
+    fn class(&self, k: usize) -> Option<usize> {
+        let t = self.ids[k];
+        // a negative id other than `ignore` (which the caller's check rules out) becomes a
+        // class no row has
+        (t != self.ignore).then(|| usize::try_from(t).unwrap_or(usize::MAX))
+    }
+    #[inline(always)]
+    fn classes8(&self, k: usize) -> [i32; ROWS] {
+        let Some(Ok(ids)) = self.ids.get(k..k + ROWS).map(<&[i64; ROWS]>::try_from) else {
+            return std::array::from_fn(|i| self.class(k + i).map_or(-1, |t| i32::try_from(t).unwrap_or(i32::MAX)));
+        };
+        let mut class = [0; ROWS];
+        for i in 0..ROWS {
+            let t = ids[i];
+            #[allow(clippy::manual_range_contains)] // `&`, not `contains`' `&&`: no branch
+            let fits = (t >= 0) & (t <= i64::from(i32::MAX));
+            class[i] = if t == self.ignore {
+                -1
+            } else if fits {
+                t as i32
+            } else {
+                i32::MAX
+            };
+        }
+        class
+    }
+}
+
+/// A per-row scalar of a group's rows (the cotangents of their values), as the softmax
+/// cross-entropy kernels read it: one row at a time, or eight. A closure `Fn(usize) -> T` is
+/// one ([`RowsOrZero`] reads eight at once).
+pub trait RowScalars<T> {
+    /// Row `k`'s.
+    fn at(&self, k: usize) -> T;
+    /// Rows `k..k + 8`'s.
+    #[inline(always)]
+    fn eight(&self, k: usize) -> [T; ROWS]
+    where
+        T: Copy,
+    {
+        let mut v = [self.at(k); ROWS];
+        for (i, v) in v.iter_mut().enumerate().skip(1) {
+            *v = self.at(k + i);
+        }
+        v
+    }
+}
+
+impl<T, F: Fn(usize) -> T> RowScalars<T> for F {
+    #[inline(always)]
+    fn at(&self, k: usize) -> T {
+        self(k)
+    }
+}
+
+/// Row `k`'s scalar is `values[k]`, or zero without `values`: eight rows are one copy.
+#[derive(Clone, Copy)]
+pub struct RowsOrZero<'a, T>(pub Option<&'a [T]>);
+
+impl<T: Float> RowScalars<T> for RowsOrZero<'_, T> {
+    #[inline(always)]
+    fn at(&self, k: usize) -> T {
+        self.0.map_or(T::zero(), |v| v[k])
+    }
+    #[inline(always)]
+    fn eight(&self, k: usize) -> [T; ROWS] {
+        match self.0.map(|v| v.get(k..k + ROWS).map(<&[T; ROWS]>::try_from)) {
+            None => [T::zero(); ROWS],
+            Some(Some(Ok(v))) => *v,
+            Some(_) => std::array::from_fn(|i| self.at(k + i)),
+        }
+    }
+}
+
 /// Softmax cross-entropy of a group of contiguous rows of logits `x` ([`rows`](super::rows),
 /// `len` classes each) against class `target(k)` of row `k` (`None`: an ignored row, value 0),
 /// with optional class weights `w` and label smoothing, in one read of the rows from memory and
@@ -119,10 +234,10 @@ pub struct Smoothing<T> {
 pub fn index_xent_rows<T: Float>(
     x: &[T],
     len: usize,
-    target: impl Fn(usize) -> Option<usize>,
+    target: impl RowClasses,
     smoothing: Option<Smoothing<T>>,
     weights: Option<(&[T], f64)>,
-    cot: impl Fn(usize) -> T,
+    cot: impl RowScalars<T>,
     grad: Option<&mut [T]>,
     values: &mut [T],
     work: &mut Workspace<T>,
@@ -152,23 +267,27 @@ pub fn index_xent_rows<T: Float>(
             ) else {
                 break;
             };
-            // plain loops: a closure given to `array::from_fn` was called, not inlined
-            let (mut class, mut weight) = ([-1; ROWS], [T::one(); ROWS]);
-            for i in 0..ROWS {
-                if let Some(t) = target(head + i) {
-                    // a class beyond `i32` makes `softmax8` decline (then the row kernels fail)
-                    (class[i], weight[i]) = (i32::try_from(t).unwrap_or(i32::MAX), wt(t));
+            // a class beyond `i32` makes `softmax8` decline (then the row kernels fail)
+            let class = target.classes8(head);
+            let mut weight = [T::one(); ROWS];
+            if let Some(w) = w {
+                for (wi, &c) in weight.iter_mut().zip(&class) {
+                    if let Some(&wc) = usize::try_from(c).ok().and_then(|c| w.get(c)) {
+                        *wi = wc;
+                    }
                 }
             }
             let smoothing = smoothing.map(|sm| (sm.keep, sm.per_class));
             let index = Index8 { class, weight, smoothing, values: v };
-            let grad = g.as_deref_mut().map(|g| {
-                let mut s = [T::zero(); ROWS];
-                for (i, s) in s.iter_mut().enumerate() {
-                    *s = cot(head + i);
-                }
-                Grad8::Index { rows: &mut g[at..at + ROWS * len], cot: s, total_weight: T::from_acc(total_weight) }
-            });
+            // a `match`, not `Option::map`: the closure was called, not inlined
+            let grad = match g.as_deref_mut() {
+                Some(g) => Some(Grad8::Index {
+                    rows: &mut g[at..at + ROWS * len],
+                    cot: cot.eight(head),
+                    total_weight: T::from_acc(total_weight),
+                }),
+                None => None,
+            };
             if !softmax8(&x[at..], len, m, s, Some(index), None, grad) {
                 break;
             }
@@ -203,7 +322,7 @@ pub fn index_xent_rows<T: Float>(
     }
     ln_sums(&sum[head..], &mut lse[head..]);
     for (k, value) in values.iter_mut().enumerate().skip(head) {
-        let (m, lse, t) = (max[k], lse[k], target(k));
+        let (m, lse, t) = (max[k], lse[k], target.class(k));
         let nll = t.map_or(T::zero(), |t| -(((x[k * len + t] - m) - lse) * wt(t)));
         *value = match smoothing {
             None => nll,
@@ -217,9 +336,9 @@ pub fn index_xent_rows<T: Float>(
     for (k, g) in g.chunks_exact_mut(len).enumerate().skip(head) {
         // row k's gradient is `kk w_c - p_c gamma_sum`, plus `at_target` at its target (the
         // lanes' `Grad8::Index` has the same expressions)
-        let s = cot(k);
+        let s = cot.at(k);
         let kk = -(per_class * s);
-        let at_target = target(k).map_or(T::zero(), |t| -(keep * s * wt(t)));
+        let at_target = target.class(k).map_or(T::zero(), |t| -(keep * s * wt(t)));
         let gamma_sum = kk * T::from_acc(total_weight) + at_target;
         let inv = T::from_acc(1.0 / sum[k]);
         match (w, smoothing.is_some()) {
@@ -234,7 +353,7 @@ pub fn index_xent_rows<T: Float>(
                 }
             }
         }
-        if let Some(t) = target(k) {
+        if let Some(t) = target.class(k) {
             g[t] += at_target;
         }
     }
@@ -261,7 +380,7 @@ pub fn prob_xent_rows<T: Float>(
     len: usize,
     smoothing: Option<Smoothing<T>>,
     weights: Option<&[T]>,
-    cot: impl Fn(usize) -> T,
+    cot: impl RowScalars<T>,
     grad: Option<&mut [T]>,
     grad_target: Option<&mut [T]>,
     values: &mut [T],
@@ -291,13 +410,7 @@ pub fn prob_xent_rows<T: Float>(
             break;
         };
         let probs = Probs8 { y: &y[at..], keep, per_class, weights: w, masses, shifted };
-        let grad = g.as_deref_mut().map(|g| {
-            let mut s = [T::zero(); ROWS];
-            for (i, s) in s.iter_mut().enumerate() {
-                *s = cot(head + i);
-            }
-            Grad8::Probs { rows: &mut g[at..at + ROWS * len], cot: s }
-        });
+        let grad = g.as_deref_mut().map(|g| Grad8::Probs { rows: &mut g[at..at + ROWS * len], cot: cot.eight(head) });
         if !softmax8(&x[at..], len, m, s, None, Some(probs), grad) {
             break;
         }
@@ -350,7 +463,7 @@ pub fn prob_xent_rows<T: Float>(
     }
     if let Some(g) = g {
         for (k, (gs, ys)) in g.chunks_exact_mut(len).zip(y.chunks_exact(len)).enumerate().skip(head) {
-            let s = cot(k);
+            let s = cot.at(k);
             let a = T::from_acc(s.acc() * masses[k] / sum[k]);
             match w {
                 None => {
@@ -368,7 +481,7 @@ pub fn prob_xent_rows<T: Float>(
     }
     if let Some(gy) = grad_target {
         for (k, (gy, xs)) in gy[..n].chunks_exact_mut(len).zip(x.chunks_exact(len)).enumerate() {
-            let (m, lse, kk) = (max[k], lse[k], -(cot(k) * keep));
+            let (m, lse, kk) = (max[k], lse[k], -(cot.at(k) * keep));
             match w {
                 None => {
                     for (gc, &xc) in gy.iter_mut().zip(xs) {
@@ -481,6 +594,40 @@ mod tests {
         let plain: f64 = (0..n).map(|c| -w[c] * (0.9 * y[c] + sm.per_class) * (x[c] - lse)).sum();
         prob_xent_rows(&x, &y, n, Some(sm), Some(&w), |_| 0.0, None, None, &mut v, &mut work);
         assert!((v[0] - plain).abs() < 1e-12 * plain.abs(), "{} vs {plain}", v[0]);
+    }
+
+    #[test]
+    fn eight_rows_at_once_read_what_single_rows_read() {
+        // class ids: ordinary, the ignored value, ids beyond i32 either side, -1 when it is not
+        // the ignored value; every window of eight, including those the slice cuts short
+        let ids: Vec<i64> =
+            vec![0, 5, -100, 31, 1 << 31, i64::from(i32::MAX), -1, 7, i64::MIN, 2, -100, i64::MAX, 3, 4, 5, 6];
+        for ignore in [-100, -1, 5] {
+            let classes = IndexClasses { ids: &ids, ignore };
+            let by_row = |k: usize| classes.class(k);
+            for k in 0..=ids.len() - ROWS {
+                let want = RowClasses::classes8(&by_row, k);
+                assert_eq!(classes.classes8(k), want, "ignore {ignore}, rows {k}..");
+                // the closure's own default: -1 for ignored rows, i32::MAX beyond i32
+                for (i, &c) in want.iter().enumerate() {
+                    let t = ids[k + i];
+                    let expected =
+                        if t == ignore { -1 } else { i32::try_from(t).ok().filter(|&t| t >= 0).unwrap_or(i32::MAX) };
+                    assert_eq!(c, expected, "id {t}, ignore {ignore}");
+                }
+            }
+            // exactly eight ids: the whole slice is one window
+            let short = IndexClasses { ids: &ids[..ROWS], ignore };
+            assert_eq!(short.classes8(0), RowClasses::classes8(&|k: usize| short.class(k), 0));
+        }
+        let cots: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
+        for k in 0..=cots.len() - ROWS {
+            let want: [f32; ROWS] = std::array::from_fn(|i| cots[k + i]);
+            assert_eq!(RowsOrZero(Some(&cots)).eight(k), want);
+            assert_eq!((|r: usize| cots[r]).eight(k), want);
+            assert_eq!(RowsOrZero::<f32>(None).eight(k), [0.0; ROWS]);
+        }
+        assert_eq!(RowsOrZero(Some(&cots[..ROWS])).at(3), cots[3]);
     }
 
     #[test]
