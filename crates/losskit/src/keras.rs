@@ -15,7 +15,7 @@ use crate::float::Float;
 use crate::grad::{overwritten_slots, start_optional, Upstream};
 use crate::kernels::broadcast::{broadcast_shapes, expand};
 use crate::kernels::rows::Workspace;
-use crate::kernels::sum::sum_acc;
+use crate::kernels::sum::{par_sum_by, sum_acc};
 use crate::reduction::{Cot, Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
@@ -128,14 +128,20 @@ impl<T: Float> KerasReduce<T> {
     /// (a product of two `T` is exact there), so the only rounding to `T` is the result's.
     pub(crate) fn reduce<V: Float>(&self, values: &[V]) -> Tensor<T> {
         debug_assert_eq!(values.len(), numel(&self.values_shape));
-        let weighted: Vec<f64> = match &self.map {
-            None => values.iter().map(|v| v.acc()).collect(),
-            Some((vi, w)) => vi.iter().zip(w).map(|(&i, &w)| values[i].acc() * w.acc()).collect(),
-        };
         if self.unreduced() {
-            return Tensor::from_parts(weighted.into_iter().map(T::from_acc).collect(), self.out_shape.clone());
+            let out = match &self.map {
+                None => values.iter().map(|v| T::from_acc(v.acc())).collect(),
+                Some((vi, w)) => vi.iter().zip(w).map(|(&i, &w)| T::from_acc(values[i].acc() * w.acc())).collect(),
+            };
+            return Tensor::from_parts(out, self.out_shape.clone());
         }
-        let total = sum_acc(&weighted);
+        // the weighted values summed as they are formed: the same bits as a vector of them
+        // summed, without that vector (new memory each call, whose pages the allocator had
+        // returned to the system: a fault per 4 KiB)
+        let total = match &self.map {
+            None => sum_acc(values),
+            Some((vi, w)) => par_sum_by(vi.len(), |j| values[vi[j]].acc() * w[j].acc()),
+        };
         if self.red == Reduction::Sum {
             return Tensor::scalar(T::from_acc(total));
         }

@@ -11,7 +11,7 @@ use crate::grad::{overwritten_slots, start_optional, Backward, Grads};
 use crate::kernels::axis::log_softmax_rows;
 use crate::kernels::rows::{rows_per_group, Workspace};
 use crate::kernels::sum::{par_row_groups, sum_by, sum_map, sum_zip};
-use crate::kernels::xent::{index_xent_rows, prob_xent_rows, RowsOrZero, Smoothing};
+use crate::kernels::xent::{index_xent_rows, prob_xent_rows, Smoothing};
 use crate::reduction::{reduce, reduce_cot, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{fmt_shape, numel, Tensor, View};
 
@@ -297,9 +297,11 @@ fn indices_contiguous<T: Float>(
     let weights = targets.weight().map(|w| (w, sum_by(classes, |c| w[c].acc())));
     let mut values = vec![T::zero(); rows];
     let (upstream, mut sink) = start_optional(backward);
-    let cot = upstream.as_ref().map(|up| targets.row_cotangents(up, reduction)).transpose()?;
+    let cot = upstream.as_ref().map(|up| targets.index_cots(up, reduction)).transpose()?;
     let [gx] = overwritten_slots(&mut sink, [("input", input.shape(), true)])?;
-    let cot = cot.as_deref();
+    let with_grad = cot.is_some();
+    // without a gradient the kernel reads no cotangent: zeros stand in
+    let cot = cot.unwrap_or_else(|| targets.zero_cots());
     par_row_groups(
         rows,
         classes,
@@ -308,14 +310,14 @@ fn indices_contiguous<T: Float>(
         gx,
         #[inline(always)]
         |r0, vals: &mut [T], g: Option<&mut [T]>, work: &mut Workspace<T>| {
-            let grad = if cot.is_some() { g } else { None };
+            let grad = if with_grad { g } else { None };
             index_xent_rows(
                 &x[r0 * classes..],
                 classes,
                 targets.classes_from(r0),
                 smoothing,
                 weights,
-                RowsOrZero(cot.map(|c| &c[r0..])),
+                cot.from_row(r0),
                 grad,
                 vals,
                 work,

@@ -12,7 +12,7 @@ use crate::float::Float;
 use crate::grad::Upstream;
 use crate::kernels::axis::AxisLayout;
 use crate::kernels::sum::sum_by;
-use crate::kernels::xent::IndexClasses;
+use crate::kernels::xent::{IndexClasses, IndexCots};
 use crate::reduction::{reduce, reduce_cot, reduce_summed, Reduction};
 use crate::tensor::{fmt_shape, Tensor, View};
 
@@ -245,6 +245,23 @@ impl<'a, T: Float> IndexTargets<'a, T> {
                 ids.iter().zip(each).map(|(&t, &e)| if t != ignore { scale * e } else { T::zero() }).collect()
             }
         })
+    }
+
+    /// [`row_cotangents`](Self::row_cotangents) as the kernels read them, one row or eight at a
+    /// time, with no vector of them ([`IndexCots`]).
+    pub(crate) fn index_cots<'s>(
+        &'s self,
+        upstream: &'s Upstream<'_, T>,
+        reduction: Reduction,
+    ) -> Result<IndexCots<'s, T>> {
+        let cot = reduce_cot(upstream, &self.rows.out_shape, reduction, Some(self.denominator))?;
+        let (each, scale) = cot.parts();
+        Ok(IndexCots { ids: self.targets, ignore: self.ignore_index, scale, each })
+    }
+
+    /// Zero cotangents for every row, in the form of [`index_cots`](Self::index_cots).
+    pub(crate) fn zero_cots(&self) -> IndexCots<'_, T> {
+        IndexCots { ids: self.targets, ignore: self.ignore_index, scale: T::zero(), each: None }
     }
 }
 

@@ -164,7 +164,7 @@ impl RowClasses for IndexClasses<'_> {
 
 /// A per-row scalar of a group's rows (the cotangents of their values), as the softmax
 /// cross-entropy kernels read it: one row at a time, or eight. A closure `Fn(usize) -> T` is
-/// one ([`RowsOrZero`] reads eight at once).
+/// one ([`IndexCots`] reads eight at once).
 pub trait RowScalars<T> {
     /// Row `k`'s.
     fn at(&self, k: usize) -> T;
@@ -189,22 +189,61 @@ impl<T, F: Fn(usize) -> T> RowScalars<T> for F {
     }
 }
 
-/// Row `k`'s scalar is `values[k]`, or zero without `values`: eight rows are one copy.
+/// The cotangents of the values of rows with class ids (row `k`'s id `ids[k]`): `scale`
+/// times `each[k]` (or `scale` alone without `each`, a reduced loss's upstream) for a row whose
+/// id is not `ignore`, zero for an ignored row. Computed as the kernels read them: a vector of
+/// them per call was a serial pass, and new memory whose first touch cost more than the pass
+/// (a page fault per 4 KiB, each call, once glibc had returned it to the system).
 #[derive(Clone, Copy)]
-pub struct RowsOrZero<'a, T>(pub Option<&'a [T]>);
+pub struct IndexCots<'a, T> {
+    /// The class ids.
+    pub ids: &'a [i64],
+    /// The id of an ignored row.
+    pub ignore: i64,
+    /// The common factor.
+    pub scale: T,
+    /// The per-row factors, when they differ.
+    pub each: Option<&'a [T]>,
+}
 
-impl<T: Float> RowScalars<T> for RowsOrZero<'_, T> {
+impl<'a, T> IndexCots<'a, T> {
+    /// The cotangents from row `r0` on.
+    #[inline(always)]
+    pub fn from_row(self, r0: usize) -> Self {
+        IndexCots { ids: &self.ids[r0..], each: self.each.map(|e| &e[r0..]), ..self }
+    }
+}
+
+impl<T: Float> RowScalars<T> for IndexCots<'_, T> {
     #[inline(always)]
     fn at(&self, k: usize) -> T {
-        self.0.map_or(T::zero(), |v| v[k])
+        if self.ids[k] != self.ignore {
+            self.each.map_or(self.scale, |e| self.scale * e[k])
+        } else {
+            T::zero()
+        }
     }
     #[inline(always)]
     fn eight(&self, k: usize) -> [T; ROWS] {
-        match self.0.map(|v| v.get(k..k + ROWS).map(<&[T; ROWS]>::try_from)) {
-            None => [T::zero(); ROWS],
-            Some(Some(Ok(v))) => *v,
-            Some(_) => std::array::from_fn(|i| self.at(k + i)),
+        let Some(Ok(ids)) = self.ids.get(k..k + ROWS).map(<&[i64; ROWS]>::try_from) else {
+            return std::array::from_fn(|i| self.at(k + i));
+        };
+        let mut cot = [self.scale; ROWS];
+        match self.each.map(|e| e.get(k..k + ROWS).map(<&[T; ROWS]>::try_from)) {
+            None => {}
+            Some(Some(Ok(each))) => {
+                for (c, &e) in cot.iter_mut().zip(each) {
+                    *c = self.scale * e;
+                }
+            }
+            Some(_) => return std::array::from_fn(|i| self.at(k + i)),
         }
+        for (c, &t) in cot.iter_mut().zip(ids) {
+            if t == self.ignore {
+                *c = T::zero();
+            }
+        }
+        cot
     }
 }
 
@@ -620,14 +659,28 @@ mod tests {
             let short = IndexClasses { ids: &ids[..ROWS], ignore };
             assert_eq!(short.classes8(0), RowClasses::classes8(&|k: usize| short.class(k), 0));
         }
-        let cots: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
-        for k in 0..=cots.len() - ROWS {
-            let want: [f32; ROWS] = std::array::from_fn(|i| cots[k + i]);
-            assert_eq!(RowsOrZero(Some(&cots)).eight(k), want);
-            assert_eq!((|r: usize| cots[r]).eight(k), want);
-            assert_eq!(RowsOrZero::<f32>(None).eight(k), [0.0; ROWS]);
+        // cotangents: the scale, times the per-row factor when there is one, 0 for an ignored
+        // row (a -0.0 factor keeps its sign, as the product does)
+        let each: Vec<f32> = (0..ids.len()).map(|i| i as f32 * 0.5 - 1.0).collect();
+        for (ignore, scale, each) in [(-100, 0.25f32, None), (5, -3.0, Some(&each[..])), (-1, 1.0, Some(&each[..]))] {
+            let cots = IndexCots { ids: &ids, ignore, scale, each };
+            for r0 in [0, 3] {
+                let cots = cots.from_row(r0);
+                for k in 0..=ids.len() - r0 - ROWS {
+                    let want: [f32; ROWS] = std::array::from_fn(|i| {
+                        let r = r0 + k + i;
+                        if ids[r] == ignore {
+                            0.0
+                        } else {
+                            each.map_or(scale, |e| scale * e[r])
+                        }
+                    });
+                    let got = cots.eight(k);
+                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "rows {r0} + {k}..");
+                    assert_eq!(got.map(f32::to_bits), (|r: usize| cots.at(r)).eight(k).map(f32::to_bits));
+                }
+            }
         }
-        assert_eq!(RowsOrZero(Some(&cots[..ROWS])).at(3), cots[3]);
     }
 
     #[test]
