@@ -51,7 +51,9 @@ use crate::keras::EPSILON;
 use crate::kernels::broadcast::expand;
 use crate::kernels::rows::Workspace;
 use crate::kernels::sum::{fused, BLOCK};
-use crate::kernels::xent::{index_xent_rows, prob_xent_rows, renorm_clip_xent_row, Smoothing};
+use crate::kernels::xent::{
+    index_xent_rows, prob_xent_rows, renorm_clip_xent_row, RowClasses, RowScalars, RowsOrZero, Smoothing,
+};
 use crate::reduction::{keep_values, reduce_cot, reduce_summed, Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{same_shape, Tensor, View};
 use std::borrow::Cow;
@@ -318,7 +320,7 @@ pub(crate) fn keras_prob_xent_rows<T: Float>(
         let (lo, hi) = (T::of(EPSILON), T::of(1.0 - EPSILON));
         for (k, v) in values.iter_mut().enumerate() {
             let (y, span) = (&rows.target[k * n..(k + 1) * n], k * n..(k + 1) * n);
-            let g = grad.as_deref_mut().map(|g| (cot(k), &mut g[span.clone()]));
+            let g = grad.as_deref_mut().map(|g| (cot.at(k), &mut g[span.clone()]));
             *v = renorm_clip_xent_row(&rows.pred[span], |c| smoothing.apply(y[c]), lo, hi, g);
         }
         return;
@@ -332,21 +334,21 @@ pub(crate) fn keras_prob_xent_rows<T: Float>(
     prob_xent_rows(rows.pred, rows.target, n, Some(sm), None, cot, grad, None, values, work);
 }
 
-/// The cross-entropy of a group of rows of class scores against class indices (`label(k)` of
-/// row `k`; `None` for an ignored row, whose value and gradient are 0), as Keras computes it
+/// The cross-entropy of a group of rows of class scores against class indices (`label.class(k)`
+/// of row `k`; `None` for an ignored row, whose value and gradient are 0), as Keras computes it
 /// on JAX: see [`keras_prob_xent_rows`] ([`index_xent_rows`] for logits).
 #[inline(always)]
 pub(crate) fn keras_index_xent_rows<T: Float>(
     from_logits: bool,
     rows: RowGroup<'_, T>,
-    label: impl Fn(usize) -> Option<usize>,
+    label: impl RowClasses + Copy,
     mut grad: Option<&mut [T]>,
     values: &mut [T],
     work: &mut Workspace<T>,
 ) {
-    let (n, cot) = (rows.len, |k: usize| rows.cots.map_or(T::zero(), |c| c[k]));
+    let (n, cot) = (rows.len, RowsOrZero(rows.cots));
     if from_logits && n > 0 {
-        index_xent_rows(rows.pred, n, &label, None, None, cot, grad.as_deref_mut(), values, work);
+        index_xent_rows(rows.pred, n, label, None, None, cot, grad.as_deref_mut(), values, work);
         // the reference multiplies a one-hot row by the log-softmax: a -inf logit anywhere
         // makes the value NaN (0 * -inf); the gradient stays finite. One test over the group
         // first: the per-row one is rarely needed.
@@ -356,7 +358,7 @@ pub(crate) fn keras_index_xent_rows<T: Float>(
         }
         if any_neg_inf {
             for (k, v) in values.iter_mut().enumerate() {
-                if label(k).is_some() && rows.pred[k * n..(k + 1) * n].contains(&T::neg_infinity()) {
+                if label.class(k).is_some() && rows.pred[k * n..(k + 1) * n].contains(&T::neg_infinity()) {
                     *v = T::nan();
                 }
             }
@@ -365,7 +367,7 @@ pub(crate) fn keras_index_xent_rows<T: Float>(
     let (lo, hi) = (T::of(EPSILON), T::of(1.0 - EPSILON));
     for (k, v) in values.iter_mut().enumerate() {
         let span = k * n..(k + 1) * n;
-        let Some(t) = label(k) else {
+        let Some(t) = label.class(k) else {
             // loss 0 and gradient 0, as the reference's masking gives
             *v = T::zero();
             if let Some(g) = grad.as_deref_mut() {
@@ -374,7 +376,7 @@ pub(crate) fn keras_index_xent_rows<T: Float>(
             continue;
         };
         if !from_logits {
-            let g = grad.as_deref_mut().map(|g| (cot(k), &mut g[span.clone()]));
+            let g = grad.as_deref_mut().map(|g| (cot.at(k), &mut g[span.clone()]));
             let one_hot = |c: usize| if c == t { T::one() } else { T::zero() };
             *v = renorm_clip_xent_row(&rows.pred[span], one_hot, lo, hi, g);
         }

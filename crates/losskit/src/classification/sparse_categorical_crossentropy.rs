@@ -11,6 +11,7 @@ use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::keras::{keras_row_groups, squeeze_or_expand};
 use crate::kernels::rows::rows_per_group;
+use crate::kernels::xent::IndexClasses;
 use crate::reduction::{Reduction, KERAS_REDUCTIONS};
 use crate::tensor::{fmt_shape, resolve_axis, Tensor, View};
 
@@ -239,12 +240,9 @@ fn run<T: Float>(
         rows_per_group(classes),
         #[inline(always)]
         |rows, grad, values, work| {
-            let first = rows.first;
-            let label = |k: usize| {
-                let y = labels[first + k];
-                // validated above: in [0, C) unless ignored
-                (Some(y) != ignore).then_some(y as usize)
-            };
+            // validated above: every label in [0, C) unless ignored, so without an ignored
+            // class -1 marks none
+            let label = IndexClasses { ids: &labels[rows.first..], ignore: ignore.unwrap_or(-1) };
             keras_index_xent_rows(from_logits, rows, label, grad, values, work)
         },
     )

@@ -164,7 +164,7 @@ impl RowClasses for IndexClasses<'_> {
 
 /// A per-row scalar of a group's rows (the cotangents of their values), as the softmax
 /// cross-entropy kernels read it: one row at a time, or eight. A closure `Fn(usize) -> T` is
-/// one ([`IndexCots`] reads eight at once).
+/// one ([`IndexCots`] and [`RowsOrZero`] read eight at once).
 pub trait RowScalars<T> {
     /// Row `k`'s.
     fn at(&self, k: usize) -> T;
@@ -186,6 +186,26 @@ impl<T, F: Fn(usize) -> T> RowScalars<T> for F {
     #[inline(always)]
     fn at(&self, k: usize) -> T {
         self(k)
+    }
+}
+
+/// Row `k`'s scalar is `values[k]`, or zero without `values` (a Keras row group's
+/// cotangents): eight rows are one copy.
+#[derive(Clone, Copy)]
+pub struct RowsOrZero<'a, T>(pub Option<&'a [T]>);
+
+impl<T: Float> RowScalars<T> for RowsOrZero<'_, T> {
+    #[inline(always)]
+    fn at(&self, k: usize) -> T {
+        self.0.map_or(T::zero(), |v| v[k])
+    }
+    #[inline(always)]
+    fn eight(&self, k: usize) -> [T; ROWS] {
+        match self.0.map(|v| v.get(k..k + ROWS).map(<&[T; ROWS]>::try_from)) {
+            None => [T::zero(); ROWS],
+            Some(Some(Ok(v))) => *v,
+            Some(_) => std::array::from_fn(|i| self.at(k + i)),
+        }
     }
 }
 
@@ -681,6 +701,13 @@ mod tests {
                 }
             }
         }
+        // a Keras group's cotangents: a copy of eight, or zeros without a backward pass
+        for k in 0..=each.len() - ROWS {
+            let want: [f32; ROWS] = std::array::from_fn(|i| each[k + i]);
+            assert_eq!(RowsOrZero(Some(&each)).eight(k), want);
+            assert_eq!(RowsOrZero::<f32>(None).eight(k), [0.0; ROWS]);
+        }
+        assert_eq!(RowsOrZero(Some(&each[..ROWS])).at(3), each[3]);
     }
 
     #[test]
