@@ -6,6 +6,7 @@
 //! flat position `r` of the shape with the axis removed, in C order.
 
 use crate::float::Float;
+use crate::kernels::row_lanes::{softmax8, ROWS};
 use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
 use crate::kernels::sum::{join_lanes, LANES};
 use crate::kernels::vmath::VMath;
@@ -243,11 +244,15 @@ pub fn log_softmax_rows_into<T: Float>(
         Some((each, scale, g)) => (each, scale, Some(&mut g[..n])),
         None => (None, T::zero(), None),
     };
-    let e: &mut [T] = match g.as_deref_mut() {
-        Some(g) => g,
-        None => &mut *out,
-    };
-    shifted_exps(x, len, max, Some(e), tile, parts, sum, None, None);
+    // The exponentials go into the gradient rows, which the vector-Jacobian product reads;
+    // without it they are only summed: short rows then go eight at a time across SIMD lanes
+    // where the type and the CPU allow ([`softmax8`], the same maxima and sums as the row
+    // kernels), the rest, and every row otherwise, through the row kernels and their tile.
+    let head = if g.is_none() { lane_blocks(x, len, max, sum) } else { 0 };
+    if head < rows {
+        let e = g.as_deref_mut().map(|g| &mut g[head * len..]);
+        shifted_exps(&x[head * len..], len, &mut max[head..], e, tile, parts, &mut sum[head..], None, None);
+    }
     let max = &*max;
     ln_sums(sum, lse);
     for (k, o) in out.chunks_exact_mut(len).enumerate() {
@@ -281,6 +286,26 @@ pub fn log_softmax_rows_into<T: Float>(
             }
         }
     }
+}
+
+/// Each row's maximum and sum of exponentials ([`softmax8`]) for the leading blocks of eight
+/// rows that the lanes kernel takes; returns how many rows it did (0 where it does not apply).
+#[inline(always)]
+fn lane_blocks<T: Float>(x: &[T], len: usize, max: &mut [T], sum: &mut [f64]) -> usize {
+    let mut head = 0;
+    while head + ROWS <= max.len() {
+        let block = head..head + ROWS;
+        let (Ok(m), Ok(s)) =
+            (<&mut [T; ROWS]>::try_from(&mut max[block.clone()]), <&mut [f64; ROWS]>::try_from(&mut sum[block]))
+        else {
+            break;
+        };
+        if !softmax8(&x[head * len..], len, m, s, None, None, None) {
+            break;
+        }
+        head += ROWS;
+    }
+    head
 }
 
 /// The vector-Jacobian product of log-softmax on one row, in place: given the row's
@@ -413,6 +438,32 @@ mod tests {
         let mut y = [2.0f64; 19];
         y[17] = f64::NEG_INFINITY;
         assert_eq!(row_max_sum(&y), (2.0, f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn values_alone_have_the_bits_of_values_with_a_gradient() {
+        // without a gradient, short f32 rows go through the lanes kernel (where the CPU has
+        // it) and long rows keep their exponentials in the tile; with one, the exponentials
+        // land in the gradient rows: the log-probabilities must be the same bits either way
+        // (groups of 8 rows and more, a remainder of rows, rows up to and past the lanes'
+        // 32 classes and past a block; -inf, +inf and NaN entries)
+        for len in [1usize, 3, 7, 16, 31, 32, 33, 300] {
+            let rows = 8 * 3 + 5;
+            let n = rows * len;
+            let mut x: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 * 0.37 - 18.0).collect();
+            x[len] = f32::NEG_INFINITY;
+            if len > 2 {
+                x[3 * len + 1] = f32::NAN;
+                x[9 * len + 2] = f32::INFINITY;
+            }
+            let (mut alone, mut with, mut g, mut work) =
+                (vec![0.0; n], vec![0.0; n], vec![0.0; n], Workspace::default());
+            log_softmax_rows_into(&x, len, &mut alone, None, &mut work);
+            log_softmax_rows_into(&x, len, &mut with, Some((None, 1.0, &mut g[..])), &mut work);
+            for i in 0..n {
+                assert_eq!(alone[i].to_bits(), with[i].to_bits(), "len {len}, element {i}: {} {}", alone[i], with[i]);
+            }
+        }
     }
 
     #[test]
