@@ -238,7 +238,7 @@ pub fn log_softmax_rows_into<T: Float>(
     let rows = x.len() / len;
     let n = rows * len;
     let (x, out) = (&x[..n], &mut out[..n]);
-    let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
+    let Workspace { tile, parts, max, sum, lse, aux, .. } = work.ready();
     let (max, sum, lse, totals) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
     let (each, scale, mut g) = match vjp {
         Some((each, scale, g)) => (each, scale, Some(&mut g[..n])),

@@ -51,6 +51,9 @@ pub struct Workspace<T> {
     pub lse: Vec<T>,
     /// Two more per-row sums, as a kernel needs them.
     pub aux: [Vec<f64>; 2],
+    /// The block sums of one long row of two more per-row sums (filled by a kernel's own
+    /// `fill`, beside [`parts`](Self::parts)).
+    pub aux_parts: [Vec<f64>; 2],
 }
 
 impl<T> Default for Workspace<T> {
@@ -64,6 +67,7 @@ impl<T> Default for Workspace<T> {
             sum: Vec::new(),
             lse: Vec::new(),
             aux: [Vec::new(), Vec::new()],
+            aux_parts: [Vec::new(), Vec::new()],
         }
     }
 }
@@ -134,7 +138,7 @@ pub fn fill_sums<T: Float>(
     parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
     mut filled: Option<&mut [f64]>,
-    fill: impl Fn(usize, usize, &mut [T]),
+    mut fill: impl FnMut(usize, usize, &mut [T]),
     map: impl Fn(usize, usize, &mut [T]),
 ) {
     if len <= BLOCK {
@@ -199,7 +203,7 @@ pub fn row_sums<T: Float>(
     tile: &mut [T],
     parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
-    fill: impl Fn(usize, usize, &mut [T]),
+    fill: impl FnMut(usize, usize, &mut [T]),
 ) {
     fill_sums(len, rows, None, tile, parts, sums, None, fill, |_, _, _| {});
 }
@@ -223,9 +227,48 @@ pub fn shifted_exps<T: Float>(
     shifted_sums: Option<&mut [f64]>,
     also: Option<*const T>,
 ) {
+    shifted_exps_by(
+        x,
+        len,
+        max,
+        dest,
+        tile,
+        parts,
+        sums,
+        shifted_sums,
+        also,
+        #[inline(always)]
+        |k, c0, m, v: &mut [T]| {
+            let xs = &x[k * len + c0..k * len + c0 + v.len()];
+            for (v, &xc) in v.iter_mut().zip(xs) {
+                *v = xc - m;
+            }
+        },
+    );
+}
+
+/// [`shifted_exps`] with the caller's `fill(k, c0, m, v)`, which writes `x - m` for classes
+/// `c0..c0 + v.len()` of row `k` (maximum `m`) into `v` and may compute more from the same
+/// pass (it is called once per row of at most a block, once per run of a longer row, in
+/// order).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn shifted_exps_by<T: Float>(
+    x: &[T],
+    len: usize,
+    max: &mut [T],
+    dest: Option<&mut [T]>,
+    tile: &mut [T],
+    parts: &mut [Vec<f64>; 2],
+    sums: &mut [f64],
+    shifted_sums: Option<&mut [f64]>,
+    also: Option<*const T>,
+    mut fill: impl FnMut(usize, usize, T, &mut [T]),
+) {
     let rows = max.len();
     let n = rows * len;
     row_maxes(x, len, max, shifted_sums);
+    let max = &*max;
     // While the exponentials of this group are computed, the next group's rows (the `n`
     // elements after this group's, when the caller's rows go on) are fetched from memory: of
     // the logits, of the rows the exponentials are written to, and of the caller's `also`
@@ -237,7 +280,18 @@ pub fn shifted_exps<T: Float>(
         streams += 1;
     }
     let exps = exps_fetching(&ahead[..streams], len);
-    fill_sums(len, rows, dest, tile, parts, sums, None, shifted(x, len, max), exps);
+    fill_sums(
+        len,
+        rows,
+        dest,
+        tile,
+        parts,
+        sums,
+        None,
+        #[inline(always)]
+        |k, c0, v: &mut [T]| fill(k, c0, max[k], v),
+        exps,
+    );
 }
 
 /// The `map` of [`fill_sums`] that turns a tile into its exponentials
@@ -247,19 +301,6 @@ pub fn shifted_exps<T: Float>(
 fn exps_fetching<'a, T: Float>(ahead: &'a [*const T], len: usize) -> impl Fn(usize, usize, &mut [T]) + 'a {
     #[inline(always)]
     move |k: usize, c0: usize, v: &mut [T]| exp_in_place_fetching(v, ahead, k * len + c0)
-}
-
-/// The `fill` of [`fill_sums`] that writes `x - m` (row `k`'s maximum `max[k]`) for classes
-/// `c0..c0 + v.len()` of row `k`.
-#[inline(always)]
-pub fn shifted<'a, T: Float>(x: &'a [T], len: usize, max: &'a [T]) -> impl Fn(usize, usize, &mut [T]) + 'a {
-    #[inline(always)]
-    move |k: usize, c0: usize, v: &mut [T]| {
-        let (xs, m) = (&x[k * len + c0..k * len + c0 + v.len()], max[k]);
-        for (v, &xc) in v.iter_mut().zip(xs) {
-            *v = xc - m;
-        }
-    }
 }
 
 /// `e_c = exp(v_c)` over a tile ([`vexp_in_place`](crate::kernels::vmath::VMath::vexp_in_place)).

@@ -11,9 +11,9 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, shifted_exps_by, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
-use crate::kernels::sum::{sum_by, sum_map, sum_zip};
+use crate::kernels::sum::{join_lanes, sum_by, sum_map, sum_zip, tree, BLOCK, LANES};
 
 /// Binary cross-entropy of a logit `x` against a target `t`, as Keras writes it on JAX:
 /// `-t log σ(x) - (1 - t) log σ(-x)`, and its derivative in `x`,
@@ -310,7 +310,7 @@ pub fn index_xent_rows<T: Float>(
     let x = &x[..n];
     let w = weights.map(|(w, _)| &w[..len]);
     let total_weight = weights.map_or(len as f64, |(_, total)| total);
-    let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
+    let Workspace { tile, parts, max, sum, lse, aux, .. } = work.ready();
     let (max, sum, lse, shifted) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows], &mut aux[0][..rows]);
     let mut g = grad.map(|g| &mut g[..n]);
     let wt = |c: usize| w.map_or(T::one(), |w| w[c]);
@@ -454,7 +454,7 @@ pub fn prob_xent_rows<T: Float>(
     let (x, y) = (&x[..n], &y[..n]);
     let w = weights.map(|w| &w[..len]);
     let (keep, per_class) = smoothing.map_or((T::one(), T::zero()), |sm| (sm.keep, sm.per_class));
-    let Workspace { tile, parts, max, sum, lse, aux } = work.ready();
+    let Workspace { tile, parts, max, sum, lse, aux, aux_parts } = work.ready();
     let [masses, shifted] = aux;
     let (max, sum, lse) = (&mut max[..rows], &mut sum[..rows], &mut lse[..rows]);
     let (masses, shifted) = (&mut masses[..rows], &mut shifted[..rows]);
@@ -479,7 +479,49 @@ pub fn prob_xent_rows<T: Float>(
         }
         head += ROWS;
     }
-    if head < rows {
+    if head < rows && len > BLOCK {
+        // long rows: the targets' two sums come from the pass that writes `x - m` for the
+        // exponentials, run by run ([`target_run_sums`]), the same bits as the tiles below
+        let (x, y) = (&x[head * len..], &y[head * len..]);
+        let (masses, shifted) = (&mut masses[head..], &mut shifted[head..]);
+        let [mass_parts, shifted_parts] = aux_parts;
+        shifted_exps_by(
+            x,
+            len,
+            &mut max[head..],
+            g.as_deref_mut().map(|g| &mut g[head * len..]),
+            tile,
+            parts,
+            &mut sum[head..],
+            None,
+            Some(y.as_ptr()),
+            #[inline(always)]
+            |k, c0, m, v: &mut [T]| {
+                if c0 == 0 {
+                    mass_parts.clear();
+                    shifted_parts.clear();
+                }
+                let span = k * len + c0..k * len + c0 + v.len();
+                let run = TargetRun {
+                    x: &x[span.clone()],
+                    y: &y[span],
+                    w: w.map(|w| &w[c0..c0 + v.len()]),
+                    m,
+                    keep,
+                    per_class,
+                    v,
+                    masses: mass_parts,
+                    shifted: shifted_parts,
+                };
+                let end = c0 + run.v.len() == len;
+                pulp::Arch::new().dispatch(run);
+                if end {
+                    masses[k] = tree(mass_parts);
+                    shifted[k] = tree(shifted_parts);
+                }
+            },
+        );
+    } else if head < rows {
         let (x, y, max) = (&x[head * len..], &y[head * len..], &mut max[head..]);
         shifted_exps(
             x,
@@ -561,6 +603,138 @@ pub fn prob_xent_rows<T: Float>(
     }
 }
 
+/// One run of a long row for [`prob_xent_rows`] (classes `c0..c0 + v.len()` of row `k`): `v_c
+/// = x_c - m` for the exponentials that follow, and per block of [`BLOCK`] classes the sums of
+/// `τ_c = w_c ((1 - ε) y_c + ε / C)` and of `τ_c (x_c - m)`, appended to `masses` and
+/// `shifted`. One pass over `x` and `y` where the tiles of [`fill_sums`] took three, with the
+/// same bits: the same `τ_c` and products, element `i` of a block in lane `i % LANES`, the
+/// lanes joined by [`join_lanes`], as [`block_sum`](crate::kernels::sum::block_sum) sums a tile.
+struct TargetRun<'a, T> {
+    x: &'a [T],
+    y: &'a [T],
+    w: Option<&'a [T]>,
+    m: T,
+    keep: T,
+    per_class: T,
+    v: &'a mut [T],
+    masses: &'a mut Vec<f64>,
+    shifted: &'a mut Vec<f64>,
+}
+
+impl<T: Float> pulp::WithSimd for TargetRun<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let TargetRun { x, y, w, m, keep, per_class, v, masses, shifted } = self;
+        // one body per case, so that the unweighted loop carries no weights
+        match w {
+            None => target_blocks(x, y, None, m, keep, per_class, v, masses, shifted),
+            Some(w) => target_blocks(x, y, Some(w), m, keep, per_class, v, masses, shifted),
+        }
+    }
+}
+
+/// The loop of [`TargetRun`], written over arrays of [`LANES`] so that it vectorises.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn target_blocks<T: Float>(
+    x: &[T],
+    y: &[T],
+    w: Option<&[T]>,
+    m: T,
+    keep: T,
+    per_class: T,
+    v: &mut [T],
+    masses: &mut Vec<f64>,
+    shifted: &mut Vec<f64>,
+) {
+    let n = v.len();
+    let (x, y) = (&x[..n], &y[..n]);
+    let mut at = 0;
+    for vb in v.chunks_mut(BLOCK) {
+        let (mut lw, mut ld) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let (xb, yb) = (&x[at..at + vb.len()], &y[at..at + vb.len()]);
+        let wb = w.map(|w| &w[at..at + vb.len()]);
+        let mut groups = vb.chunks_exact_mut(LANES);
+        let mut i = 0;
+        for group in &mut groups {
+            let (Ok(out), Ok(xs), Ok(ys)) = (
+                <&mut [T; LANES]>::try_from(group),
+                <&[T; LANES]>::try_from(&xb[i..i + LANES]),
+                <&[T; LANES]>::try_from(&yb[i..i + LANES]),
+            ) else {
+                break;
+            };
+            let ws = match wb {
+                Some(wb) => <&[T; LANES]>::try_from(&wb[i..i + LANES]).ok(),
+                None => None,
+            };
+            target_lanes(xs, ys, ws, m, keep, per_class, out, &mut lw, &mut ld);
+            i += LANES;
+        }
+        // the rest of a short last block as one more group padded with zeros, as `block_sum`
+        // pads it: a padded lane adds `+0` (the sums of `τ = 0`), which changes no lane's bits
+        let rest = groups.into_remainder();
+        if !rest.is_empty() {
+            let k = rest.len();
+            let (mut xs, mut ys, mut ws, mut out) =
+                ([m; LANES], [T::zero(); LANES], [T::zero(); LANES], [T::zero(); LANES]);
+            xs[..k].copy_from_slice(&xb[i..]);
+            ys[..k].copy_from_slice(&yb[i..]);
+            let ws = match wb {
+                Some(wb) => {
+                    ws[..k].copy_from_slice(&wb[i..]);
+                    Some(&ws)
+                }
+                None => None,
+            };
+            // padded lanes: `x = m`, `y = 0`, `w = 0` give `d = 0` and, unweighted, `τ = ε / C`:
+            // their terms are dropped below, the lanes re-set to what they held
+            let (keep_w, keep_d) = (lw, ld);
+            target_lanes(&xs, &ys, ws, m, keep, per_class, &mut out, &mut lw, &mut ld);
+            for l in k..LANES {
+                (lw[l], ld[l]) = (keep_w[l], keep_d[l]);
+            }
+            rest.copy_from_slice(&out[..k]);
+        }
+        masses.push(join_lanes(&lw));
+        shifted.push(join_lanes(&ld));
+        at += vb.len();
+    }
+}
+
+/// One group of [`LANES`] elements of [`target_blocks`]: `out = x - m`, and `τ` and `τ (x - m)`
+/// added to the lanes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn target_lanes<T: Float>(
+    xs: &[T; LANES],
+    ys: &[T; LANES],
+    ws: Option<&[T; LANES]>,
+    m: T,
+    keep: T,
+    per_class: T,
+    out: &mut [T; LANES],
+    lw: &mut [f64; LANES],
+    ld: &mut [f64; LANES],
+) {
+    let mut t = [T::zero(); LANES];
+    for l in 0..LANES {
+        t[l] = ys[l] * keep + per_class;
+    }
+    if let Some(ws) = ws {
+        for l in 0..LANES {
+            t[l] = ws[l] * t[l];
+        }
+    }
+    for l in 0..LANES {
+        let d = xs[l] - m;
+        out[l] = d;
+        lw[l] += t[l].acc();
+        ld[l] += (t[l] * d).acc();
+    }
+}
+
 /// The `fill` of [`fill_sums`] that writes `τ_c = w_c ((1 - ε) y_c + ε / C)` of row `k`,
 /// classes `c0..c0 + v.len()` (rows of `len` targets `y`, class weights `w`).
 #[inline(always)]
@@ -629,6 +803,61 @@ mod tests {
         // inside: d = (1 - t) / (1 - p) - t / p
         let (_, d) = bce_clipped(0.3f64, 0.6, lo, hi);
         assert!((d - (0.7 / 0.4 - 0.3 / 0.6)).abs() < 1e-15);
+    }
+
+    /// Long rows of probability targets (more than a block of classes) take the targets' two
+    /// sums from the pass that writes `x - m` ([`TargetRun`]): each value must be `W ln S - D`
+    /// from the blocked sums of `e^(x - m)`, `τ` and `τ (x - m)` ([`sum_by`]), bit for bit, also
+    /// for a last block shorter than the lanes, with weights and smoothing, a `-inf` logit and
+    /// zero targets.
+    fn long_probability_rows_sum_as_sum_by<T: Float>() {
+        for len in [BLOCK + 1, 300, 1000, 1043, 4 * BLOCK + 16 + 3] {
+            let rows = 2;
+            let x: Vec<T> = (0..rows * len)
+                .map(|i| if i == len + 7 { T::neg_infinity() } else { T::of(((i * 7919) % 1601) as f64 / 100.0 - 8.0) })
+                .collect();
+            let y: Vec<T> = (0..rows * len)
+                .map(|i| if i % 5 == 0 { T::zero() } else { T::of(((i * 31) % 97) as f64 / 97.0) })
+                .collect();
+            let w: Vec<T> = (0..len).map(|c| T::of(0.25 + (c % 7) as f64 / 4.0)).collect();
+            for (smoothing, weighted) in [(None, false), (Some(0.1), false), (None, true), (Some(0.2), true)] {
+                let sm = smoothing.map(|e: f64| Smoothing { keep: T::of(1.0 - e), per_class: T::of(e / len as f64) });
+                let (keep, per_class) = sm.map_or((T::one(), T::zero()), |s| (s.keep, s.per_class));
+                let weights = weighted.then_some(&w[..]);
+                let mut values = vec![T::zero(); rows];
+                let mut work = Workspace::default();
+                let cot = |_: usize| T::one();
+                prob_xent_rows(&x, &y, len, sm, weights, cot, None, None, &mut values, &mut work);
+                for (k, &got) in values.iter().enumerate() {
+                    let (xs, ys) = (&x[k * len..(k + 1) * len], &y[k * len..(k + 1) * len]);
+                    let m = xs.iter().fold(T::neg_infinity(), |a, &b| if b > a { b } else { a });
+                    let tau = |c: usize| {
+                        let t = ys[c] * keep + per_class;
+                        if weighted {
+                            w[c] * t
+                        } else {
+                            t
+                        }
+                    };
+                    let s = sum_by(len, |c| (xs[c] - m).vexp().acc());
+                    let mass = sum_by(len, |c| tau(c).acc());
+                    let shifted = sum_by(len, |c| (tau(c) * (xs[c] - m)).acc());
+                    let lse: T = crate::kernels::rows::ln_sum(s);
+                    let want = T::from_acc(lse.acc() * mass - shifted);
+                    assert_eq!(got.f64().to_bits(), want.f64().to_bits(), "len {len} row {k} {smoothing:?} {weighted}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_probability_rows_sum_as_sum_by_f32() {
+        long_probability_rows_sum_as_sum_by::<f32>();
+    }
+
+    #[test]
+    fn long_probability_rows_sum_as_sum_by_f64() {
+        long_probability_rows_sum_as_sum_by::<f64>();
     }
 
     #[test]
