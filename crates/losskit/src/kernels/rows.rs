@@ -209,51 +209,17 @@ pub fn row_sums<T: Float>(
 }
 
 /// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
-/// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile) and each
-/// row's sum of them into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of
-/// `x - m` too (label smoothing's sum of log-probabilities), from the maxima's pass
-/// ([`row_maxes`]). `also`: the start of the group's rows of another input of the logits'
-/// shape, which the caller reads next (probability targets), for the prefetch of the next group.
+/// `x`: each row's maximum `m` into `max`, then `fill(k, c0, m, v)` writes `x - m` for classes
+/// `c0..c0 + v.len()` of row `k` into `v` (usually [`minus_max`]; a caller's own may compute
+/// more from the same pass: it is called once per row of at most a block, once per run of a
+/// longer row, in order), `e^(x - m)` goes into `dest` (or the tile) and each row's sum of them
+/// into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of `x - m` too (label
+/// smoothing's sum of log-probabilities), from the maxima's pass ([`row_maxes`]). `also`: the
+/// start of the group's rows of another input of the logits' shape, which the caller reads next
+/// (probability targets), for the prefetch of the next group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn shifted_exps<T: Float>(
-    x: &[T],
-    len: usize,
-    max: &mut [T],
-    dest: Option<&mut [T]>,
-    tile: &mut [T],
-    parts: &mut [Vec<f64>; 2],
-    sums: &mut [f64],
-    shifted_sums: Option<&mut [f64]>,
-    also: Option<*const T>,
-) {
-    shifted_exps_by(
-        x,
-        len,
-        max,
-        dest,
-        tile,
-        parts,
-        sums,
-        shifted_sums,
-        also,
-        #[inline(always)]
-        |k, c0, m, v: &mut [T]| {
-            let xs = &x[k * len + c0..k * len + c0 + v.len()];
-            for (v, &xc) in v.iter_mut().zip(xs) {
-                *v = xc - m;
-            }
-        },
-    );
-}
-
-/// [`shifted_exps`] with the caller's `fill(k, c0, m, v)`, which writes `x - m` for classes
-/// `c0..c0 + v.len()` of row `k` (maximum `m`) into `v` and may compute more from the same
-/// pass (it is called once per row of at most a block, once per run of a longer row, in
-/// order).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub fn shifted_exps_by<T: Float>(
     x: &[T],
     len: usize,
     max: &mut [T],
@@ -292,6 +258,19 @@ pub fn shifted_exps_by<T: Float>(
         |k, c0, v: &mut [T]| fill(k, c0, max[k], v),
         exps,
     );
+}
+
+/// The `fill` of [`shifted_exps`] that writes `x - m` and nothing more (rows of `len`
+/// elements of `x`).
+#[inline(always)]
+pub fn minus_max<T: Float>(x: &[T], len: usize) -> impl FnMut(usize, usize, T, &mut [T]) + '_ {
+    #[inline(always)]
+    move |k: usize, c0: usize, m: T, v: &mut [T]| {
+        let xs = &x[k * len + c0..k * len + c0 + v.len()];
+        for (v, &xc) in v.iter_mut().zip(xs) {
+            *v = xc - m;
+        }
+    }
 }
 
 /// The `map` of [`fill_sums`] that turns a tile into its exponentials

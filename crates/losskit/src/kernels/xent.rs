@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, row_sums, shifted_exps, shifted_exps_by, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, minus_max, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{join_lanes, sum_by, sum_map, sum_zip, tree, BLOCK, LANES};
 
@@ -363,8 +363,9 @@ pub fn index_xent_rows<T: Float>(
     // label smoothing's sum of `x - m` comes with the maxima (the same pass) when it is
     // unweighted; weighted, it is a pass of its own
     let fused_shifted = (smoothing.is_some() && w.is_none()).then_some(&mut shifted[head..]);
+    let rest = &x[head * len..];
     shifted_exps(
-        &x[head * len..],
+        rest,
         len,
         &mut max[head..],
         g.as_deref_mut().map(|g| &mut g[head * len..]),
@@ -373,6 +374,7 @@ pub fn index_xent_rows<T: Float>(
         &mut sum[head..],
         fused_shifted,
         None,
+        minus_max(rest, len),
     );
     let max = &*max;
     if let (Some(_), Some(w)) = (smoothing, w) {
@@ -481,11 +483,11 @@ pub fn prob_xent_rows<T: Float>(
     }
     if head < rows && len > BLOCK {
         // long rows: the targets' two sums come from the pass that writes `x - m` for the
-        // exponentials, run by run ([`target_run_sums`]), the same bits as the tiles below
+        // exponentials, run by run ([`TargetRun`]), the same bits as the tiles below
         let (x, y) = (&x[head * len..], &y[head * len..]);
         let (masses, shifted) = (&mut masses[head..], &mut shifted[head..]);
         let [mass_parts, shifted_parts] = aux_parts;
-        shifted_exps_by(
+        shifted_exps(
             x,
             len,
             &mut max[head..],
@@ -533,6 +535,7 @@ pub fn prob_xent_rows<T: Float>(
             &mut sum[head..],
             None,
             Some(y.as_ptr()),
+            minus_max(x, len),
         );
         let max = &*max;
         let tau = smoothed_targets(y, w, len, keep, per_class);
