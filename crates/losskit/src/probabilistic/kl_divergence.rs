@@ -157,20 +157,22 @@ fn run<T: Float>(
         // terms of either sign (`y < q`): checked in f32, and a sum that cancels is computed
         // again in f64; the clips are exact in `T`
         Checked(
+            // the ratio first, its logarithm after: the derivative `-(y / q)` reuses the quotient
+            // (one division per element, not two)
             #[inline(always)]
-            // the ratio of two clipped values is normal (or NaN: the bound is then NaN too)
-            move |t: T, p: T| (clip_tie(t, eps, one).0 / clip_tie(p, eps, one).0).vln_normal(),
+            move |t: T, p: T| clip_tie(t, eps, one).0 / clip_tie(p, eps, one).0,
             #[inline(always)]
-            move |t: T, p: T, ln_ratio: T| {
+            move |t: T, p: T, ratio: T| {
                 let (y, _) = clip_tie(t, eps, one);
                 let (q, share) = clip_tie(p, eps, one);
-                let term = y * ln_ratio;
+                // the ratio of two clipped values is normal (or NaN: the bound is then NaN too)
+                let term = y * ratio.vln_normal();
                 // in units of roundoff (`y > 0`): y for the quotient's rounding through the
                 // log, 2 |term| for the log's ulp, |term| for the product; none for a NaN `q`,
                 // whose ratio's log is not NaN (computed exactly, then; a NaN `y` makes the
                 // term NaN)
                 let bound = if q.is_nan() { q } else { y + T::of(3.0) * term.abs() };
-                (term, -(y / q) * share, bound)
+                (term, -ratio * share, bound)
             },
             #[inline(always)]
             move |t: T, p: T| {
