@@ -675,8 +675,8 @@ fn target_blocks<T: Float>(
             target_lanes(xs, ys, ws, m, keep, per_class, out, &mut lw, &mut ld);
             i += LANES;
         }
-        // the rest of a short last block as one more group padded with zeros, as `block_sum`
-        // pads it: a padded lane adds `+0` (the sums of `τ = 0`), which changes no lane's bits
+        // the rest of a short last block as one more padded group; the padded lanes are then
+        // restored, which leaves every lane as `block_sum`'s padding (an added `+0`) leaves it
         let rest = groups.into_remainder();
         if !rest.is_empty() {
             let k = rest.len();
@@ -691,8 +691,8 @@ fn target_blocks<T: Float>(
                 }
                 None => None,
             };
-            // padded lanes: `x = m`, `y = 0`, `w = 0` give `d = 0` and, unweighted, `τ = ε / C`:
-            // their terms are dropped below, the lanes re-set to what they held
+            // padded lanes (`x = m`, `y = 0`, `w = 0`) still get terms (unweighted, `τ = ε / C`):
+            // they are dropped below, those lanes re-set to what they held
             let (keep_w, keep_d) = (lw, ld);
             target_lanes(&xs, &ys, ws, m, keep, per_class, &mut out, &mut lw, &mut ld);
             for l in k..LANES {
