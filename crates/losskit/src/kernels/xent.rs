@@ -481,12 +481,15 @@ pub fn prob_xent_rows<T: Float>(
         }
         head += ROWS;
     }
-    if head < rows && len > BLOCK {
-        // long rows: the targets' two sums come from the pass that writes `x - m` for the
-        // exponentials, run by run ([`TargetRun`]), the same bits as the tiles below
+    if head < rows {
+        // long rows take the targets' two sums from the pass that writes `x - m` for the
+        // exponentials, run by run ([`TargetRun`]); short ones from tiles of τ afterwards (below):
+        // the same bits either way
+        let long = len > BLOCK;
         let (x, y) = (&x[head * len..], &y[head * len..]);
-        let (masses, shifted) = (&mut masses[head..], &mut shifted[head..]);
+        let (row_masses, row_shifted) = (&mut masses[head..], &mut shifted[head..]);
         let [mass_parts, shifted_parts] = aux_parts;
+        let mut plain = minus_max(x, len);
         shifted_exps(
             x,
             len,
@@ -499,6 +502,9 @@ pub fn prob_xent_rows<T: Float>(
             Some(y.as_ptr()),
             #[inline(always)]
             |k, c0, m, v: &mut [T]| {
+                if !long {
+                    return plain(k, c0, m, v);
+                }
                 if c0 == 0 {
                     mass_parts.clear();
                     shifted_parts.clear();
@@ -518,26 +524,14 @@ pub fn prob_xent_rows<T: Float>(
                 let end = c0 + run.v.len() == len;
                 pulp::Arch::new().dispatch(run);
                 if end {
-                    masses[k] = tree(mass_parts);
-                    shifted[k] = tree(shifted_parts);
+                    row_masses[k] = tree(mass_parts);
+                    row_shifted[k] = tree(shifted_parts);
                 }
             },
         );
-    } else if head < rows {
-        let (x, y, max) = (&x[head * len..], &y[head * len..], &mut max[head..]);
-        shifted_exps(
-            x,
-            len,
-            max,
-            g.as_deref_mut().map(|g| &mut g[head * len..]),
-            tile,
-            parts,
-            &mut sum[head..],
-            None,
-            Some(y.as_ptr()),
-            minus_max(x, len),
-        );
-        let max = &*max;
+    }
+    if head < rows && len <= BLOCK {
+        let (x, y, max) = (&x[head * len..], &y[head * len..], &max[head..]);
         let tau = smoothed_targets(y, w, len, keep, per_class);
         // one pass over the targets for both sums: W from the tiles of τ, then D from the same
         // tiles times x - m (a tile starts at row k, class c0, and may run over whole rows)
