@@ -8,6 +8,7 @@
 //! - [`vmath`]: vectorisable `exp`, `ln`, `ln_1p` (branch-free `f32`, at most 2 ulp);
 //! - [`simd`]: run-time dispatch to the best instruction set (AVX-512, AVX2+FMA, portable);
 //! - [`stable`]: numerically stable scalar primitives (softplus, log-sigmoid, xlogy, log-cosh, ...);
+//! - [`exp_sums`]: a softmax row's exponentials and their block sums in one pass (AVX-512);
 //! - [`rows`]: groups of contiguous rows for the softmax-family kernels (per-row scalars in
 //!   small arrays, the group's exponentials in one vector loop across rows);
 //! - [`row_lanes`]: the softmax of short rows eight at a time, one row per SIMD lane (AVX2);
@@ -26,6 +27,7 @@ pub mod alloc;
 pub mod axis;
 pub mod broadcast;
 pub mod cosine;
+pub mod exp_sums;
 pub mod norm;
 pub mod row_lanes;
 pub mod rows;

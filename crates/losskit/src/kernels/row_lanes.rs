@@ -208,7 +208,7 @@ fn f32s<T: 'static + Copy>(a: [T; ROWS]) -> Option<[f32; ROWS]> {
 /// `s` as `f32`s when `T` is `f32`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+pub(crate) fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         // SAFETY: `T` is `f32` (the same type: same size, alignment and bits), so this is `s`
         // itself, for the same lifetime.
@@ -218,7 +218,7 @@ fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
 /// [`as_f32`] of a mutable slice.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+pub(crate) fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         // SAFETY: as in `as_f32`; the one borrow of `s` moves into the result.
         .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })

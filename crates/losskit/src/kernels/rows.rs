@@ -15,6 +15,7 @@
 
 use crate::float::Float;
 use crate::kernels::axis::{row_max, row_max_sum};
+use crate::kernels::exp_sums;
 use crate::kernels::simd::prefetch;
 use crate::kernels::sum::{block_sums, run_block_sums, tree, BLOCK, RUN};
 
@@ -209,14 +210,12 @@ pub fn row_sums<T: Float>(
 }
 
 /// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
-/// `x`: each row's maximum `m` into `max`, then `fill(k, c0, m, v)` writes `x - m` for classes
-/// `c0..c0 + v.len()` of row `k` into `v` (usually [`minus_max`]; a caller's own may compute
-/// more from the same pass: it is called once per row of at most a block, once per run of a
-/// longer row, in order), `e^(x - m)` goes into `dest` (or the tile) and each row's sum of them
-/// into `sums` ([`fill_sums`]); with `shifted_sums`, each row's sum of `x - m` too (label
-/// smoothing's sum of log-probabilities), from the maxima's pass ([`row_maxes`]). `also`: the
-/// start of the group's rows of another input of the logits' shape, which the caller reads next
-/// (probability targets), for the prefetch of the next group.
+/// `x`: each row's maximum `m` into `max`, then `e^(x - m)` into `dest` (or the tile: nothing is
+/// kept where the CPU allows [`exp_sums`]) and each row's sum of them into `sums`
+/// ([`fill_sums`]); with `shifted_sums`, each row's sum of `x - m` too (label smoothing's sum of
+/// log-probabilities), from the maxima's pass ([`row_maxes`]). `also`: the start of the group's
+/// rows of another input of the logits' shape, which the caller reads next (probability
+/// targets), for the prefetch of the next group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn shifted_exps<T: Float>(
@@ -229,7 +228,46 @@ pub fn shifted_exps<T: Float>(
     sums: &mut [f64],
     shifted_sums: Option<&mut [f64]>,
     also: Option<*const T>,
-    mut fill: impl FnMut(usize, usize, T, &mut [T]),
+) {
+    exps_by(x, len, max, dest, tile, parts, sums, shifted_sums, also, None::<FillFn<T>>);
+}
+
+/// [`shifted_exps`] whose `x - m` comes from the caller's `fill(k, c0, m, v)`: it writes `x - m`
+/// for classes `c0..c0 + v.len()` of row `k` into `v` and may compute more from the same pass
+/// (it is called once per row of at most a block, once per run of a longer row, in order).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn shifted_exps_with<T: Float>(
+    x: &[T],
+    len: usize,
+    max: &mut [T],
+    dest: Option<&mut [T]>,
+    tile: &mut [T],
+    parts: &mut [Vec<f64>; 2],
+    sums: &mut [f64],
+    also: Option<*const T>,
+    fill: impl FnMut(usize, usize, T, &mut [T]),
+) {
+    exps_by(x, len, max, dest, tile, parts, sums, None, also, Some(fill));
+}
+
+/// The type of a [`shifted_exps_with`] `fill` that [`shifted_exps`] does not have.
+type FillFn<T> = fn(usize, usize, T, &mut [T]);
+
+/// [`shifted_exps`] (`fill` `None`: `x - m` itself) and [`shifted_exps_with`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn exps_by<T: Float>(
+    x: &[T],
+    len: usize,
+    max: &mut [T],
+    dest: Option<&mut [T]>,
+    tile: &mut [T],
+    parts: &mut [Vec<f64>; 2],
+    sums: &mut [f64],
+    shifted_sums: Option<&mut [f64]>,
+    also: Option<*const T>,
+    fill: Option<impl FnMut(usize, usize, T, &mut [T])>,
 ) {
     let rows = max.len();
     let n = rows * len;
@@ -245,7 +283,12 @@ pub fn shifted_exps<T: Float>(
         ahead[streams] = p.wrapping_add(n);
         streams += 1;
     }
-    let exps = exps_fetching(&ahead[..streams], len);
+    let ahead = &ahead[..streams];
+    if exp_sums::available::<T>() {
+        return fused_exps(x, len, max, dest, tile, parts, sums, ahead, fill);
+    }
+    let mut fill = fill;
+    let mut plain = minus_max(x, len);
     fill_sums(
         len,
         rows,
@@ -255,9 +298,86 @@ pub fn shifted_exps<T: Float>(
         sums,
         None,
         #[inline(always)]
-        |k, c0, v: &mut [T]| fill(k, c0, max[k], v),
-        exps,
+        |k, c0, v: &mut [T]| match fill.as_mut() {
+            Some(f) => f(k, c0, max[k], v),
+            None => plain(k, c0, max[k], v),
+        },
+        exps_fetching(ahead, len),
     );
+}
+
+/// [`exps_by`] through [`exp_sums`]: the exponentials, their storing and their block sums in
+/// one pass; with no `fill`, from `x` itself (`x - m` computed in the same pass), else from
+/// `fill`'s tiles, in place. The same pieces, bits and order of calls as [`fill_sums`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fused_exps<T: Float>(
+    x: &[T],
+    len: usize,
+    max: &[T],
+    mut dest: Option<&mut [T]>,
+    tile: &mut [T],
+    parts: &mut [Vec<f64>; 2],
+    sums: &mut [f64],
+    ahead: &[*const T],
+    mut fill: Option<impl FnMut(usize, usize, T, &mut [T])>,
+) {
+    use exp_sums::{exp_sums, Fetch, Source};
+    let rows = max.len();
+    let zero = [T::zero()];
+    if len <= BLOCK {
+        let n = rows * len;
+        let fetch = Fetch { ahead, at: 0 };
+        let src = match fill.as_mut() {
+            None => Source::Shifted { x: &x[..n], dst: dest.map(|d| &mut d[..n]) },
+            Some(f) => {
+                let v = match dest {
+                    Some(d) => &mut d[..n],
+                    None => &mut tile[..n],
+                };
+                for (k, row) in v.chunks_exact_mut(len).enumerate() {
+                    f(k, 0, max[k], row);
+                }
+                Source::InPlace(v)
+            }
+        };
+        let (shifts, per) = if fill.is_none() { (max, 1) } else { (&zero[..], usize::MAX) };
+        let done = exp_sums(src, len, shifts, per, &mut sums[..rows], fetch);
+        debug_assert!(done);
+        return;
+    }
+    let parts = &mut parts[0];
+    for (k, sum) in sums[..rows].iter_mut().enumerate() {
+        let row = k * len..(k + 1) * len;
+        parts.clear();
+        match fill.as_mut() {
+            None => {
+                // the whole row at once: no tile to keep in the first-level cache
+                parts.resize(len.div_ceil(BLOCK), 0.0);
+                let src = Source::Shifted { x: &x[row.clone()], dst: dest.as_deref_mut().map(|d| &mut d[row]) };
+                let done = exp_sums(src, BLOCK, &max[k..=k], usize::MAX, parts, Fetch { ahead, at: k * len });
+                debug_assert!(done);
+            }
+            Some(f) => {
+                let mut c0 = 0;
+                while c0 < len {
+                    let l = (RUN * BLOCK).min(len - c0);
+                    let v = match dest.as_deref_mut() {
+                        Some(d) => &mut d[k * len + c0..k * len + c0 + l],
+                        None => &mut tile[..l],
+                    };
+                    f(k, c0, max[k], v);
+                    let at = parts.len();
+                    parts.resize(at + l.div_ceil(BLOCK), 0.0);
+                    let fetch = Fetch { ahead, at: k * len + c0 };
+                    let done = exp_sums(Source::InPlace(v), BLOCK, &zero, usize::MAX, &mut parts[at..], fetch);
+                    debug_assert!(done);
+                    c0 += l;
+                }
+            }
+        }
+        *sum = tree(parts);
+    }
 }
 
 /// The `fill` of [`shifted_exps`] that writes `x - m` and nothing more (rows of `len`

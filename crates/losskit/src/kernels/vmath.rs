@@ -411,7 +411,7 @@ macro_rules! exp_reduced {
 /// replaces. The reduction and the polynomial are [`exp_f32`]'s, operation for operation, so
 /// the results have the same bits (checked in the tests).
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::{EXP_CLAMP_HI, EXP_CLAMP_LO, EXP_Q, LN2_HI, LN2_LO, LOG2_E, ROUNDER};
     use core::arch::x86_64::*;
 
@@ -420,7 +420,7 @@ mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn exp16(x: __m512) -> __m512 {
+    pub(crate) fn exp16(x: __m512) -> __m512 {
         let (y, kf, _) = exp_reduced!(
             x,
             _mm512_set1_ps,

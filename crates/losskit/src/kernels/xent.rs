@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, minus_max, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, minus_max, row_sums, shifted_exps, shifted_exps_with, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{join_lanes, sum_by, sum_map, sum_zip, tree, BLOCK, LANES};
 
@@ -374,7 +374,6 @@ pub fn index_xent_rows<T: Float>(
         &mut sum[head..],
         fused_shifted,
         None,
-        minus_max(rest, len),
     );
     let max = &*max;
     if let (Some(_), Some(w)) = (smoothing, w) {
@@ -490,7 +489,7 @@ pub fn prob_xent_rows<T: Float>(
         let (row_masses, row_shifted) = (&mut masses[head..], &mut shifted[head..]);
         let [mass_parts, shifted_parts] = aux_parts;
         let mut plain = minus_max(x, len);
-        shifted_exps(
+        shifted_exps_with(
             x,
             len,
             &mut max[head..],
@@ -498,7 +497,6 @@ pub fn prob_xent_rows<T: Float>(
             tile,
             parts,
             &mut sum[head..],
-            None,
             Some(y.as_ptr()),
             #[inline(always)]
             |k, c0, m, v: &mut [T]| {
