@@ -255,6 +255,8 @@ struct Found {
 /// Rows ahead whose element [`gather_values`] prefetches: about the misses one core keeps in
 /// flight, times two.
 const GATHER_AHEAD: usize = 24;
+/// Contiguous rows of at most this many bytes are not prefetched by [`gather_blocks`].
+const NEAR_ROW_BYTES: usize = 128;
 /// Rows from which [`gather_values`] uses every thread: below, the gather takes about as long
 /// as a fork-join.
 const GATHER_PARALLEL_MIN: usize = 2048;
@@ -276,6 +278,8 @@ fn gather_blocks<T: Float>(
     let rows = ids.len();
     let mut found = Found { kept: 0, first_bad: None };
     let mut scratch = [T::zero(); BLOCK];
+    // rows of up to a few cache lines, contiguous, are a stream the hardware prefetcher follows
+    let far = layout.inner != 1 || layout.len * std::mem::size_of::<T>() > NEAR_ROW_BYTES;
     for (b, part) in parts.iter_mut().enumerate() {
         let s = r0 + b * BLOCK;
         let len = BLOCK.min(rows - s);
@@ -285,7 +289,7 @@ fn gather_blocks<T: Float>(
         };
         for (k, v) in v.iter_mut().enumerate() {
             let r = s + k;
-            if let Some(&t) = ids.get(r + GATHER_AHEAD) {
+            if let Some(&t) = ids.get(r + GATHER_AHEAD).filter(|_| far) {
                 if (t as u64) < classes {
                     prefetch(x.as_ptr().wrapping_add(layout.at(r + GATHER_AHEAD, t as usize)));
                 }
