@@ -7,7 +7,7 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, ROWS};
-use crate::kernels::rows::{ln_sums, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{ln_sums, plain, row_sums, shifted_exps, Workspace};
 use crate::kernels::sum::{join_lanes, LANES};
 use crate::kernels::vmath::VMath;
 
@@ -252,7 +252,7 @@ pub fn log_softmax_rows_into<T: Float>(
     if head < rows {
         let e = g.as_deref_mut().map(|g| &mut g[head * len..]);
         let x = &x[head * len..];
-        shifted_exps(x, len, &mut max[head..], e, tile, parts, &mut sum[head..], None, None);
+        shifted_exps(x, len, &mut max[head..], e, tile, parts, &mut sum[head..], None, None, plain());
     }
     let max = &*max;
     ln_sums(sum, lse);

@@ -216,48 +216,13 @@ pub fn row_sums<T: Float>(
 /// log-probabilities), from the maxima's pass ([`row_maxes`]). `also`: the start of the group's
 /// rows of another input of the logits' shape, which the caller reads next (probability
 /// targets), for the prefetch of the next group.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub fn shifted_exps<T: Float>(
-    x: &[T],
-    len: usize,
-    max: &mut [T],
-    dest: Option<&mut [T]>,
-    tile: &mut [T],
-    parts: &mut [Vec<f64>; 2],
-    sums: &mut [f64],
-    shifted_sums: Option<&mut [f64]>,
-    also: Option<*const T>,
-) {
-    exps_by(x, len, max, dest, tile, parts, sums, shifted_sums, also, None::<FillFn<T>>);
-}
-
-/// [`shifted_exps`] whose `x - m` comes from the caller's `fill(k, c0, m, v)`: it writes `x - m`
-/// for classes `c0..c0 + v.len()` of row `k` into `v` and may compute more from the same pass
+///
+/// `x - m` is computed here with `fill` `None` ([`plain`]); a caller's `fill(k, c0, m, v)` writes
+/// it for classes `c0..c0 + v.len()` of row `k` into `v` and may compute more from the same pass
 /// (it is called once per row of at most a block, once per run of a longer row, in order).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn shifted_exps_with<T: Float>(
-    x: &[T],
-    len: usize,
-    max: &mut [T],
-    dest: Option<&mut [T]>,
-    tile: &mut [T],
-    parts: &mut [Vec<f64>; 2],
-    sums: &mut [f64],
-    also: Option<*const T>,
-    fill: impl FnMut(usize, usize, T, &mut [T]),
-) {
-    exps_by(x, len, max, dest, tile, parts, sums, None, also, Some(fill));
-}
-
-/// The type of a [`shifted_exps_with`] `fill` that [`shifted_exps`] does not have.
-type FillFn<T> = fn(usize, usize, T, &mut [T]);
-
-/// [`shifted_exps`] (`fill` `None`: `x - m` itself) and [`shifted_exps_with`].
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn exps_by<T: Float>(
+pub fn shifted_exps<T: Float>(
     x: &[T],
     len: usize,
     max: &mut [T],
@@ -306,7 +271,16 @@ fn exps_by<T: Float>(
     );
 }
 
-/// [`exps_by`] through [`exp_sums`]: the exponentials, their storing and their block sums in
+/// A `fill(k, c0, m, v)` of [`shifted_exps`].
+pub type RowFill<T> = fn(usize, usize, T, &mut [T]);
+
+/// The `fill` of [`shifted_exps`] that leaves `x - m` to it.
+#[inline(always)]
+pub fn plain<T>() -> Option<RowFill<T>> {
+    None
+}
+
+/// [`shifted_exps`] through [`exp_sums`]: the exponentials, their storing and their block sums in
 /// one pass; with no `fill`, from `x` itself (`x - m` computed in the same pass), else from
 /// `fill`'s tiles, in place. The same pieces, bits and order of calls as [`fill_sums`].
 #[allow(clippy::too_many_arguments)]

@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, minus_max, row_sums, shifted_exps, shifted_exps_with, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, minus_max, plain, row_sums, shifted_exps, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{join_lanes, sum_by, sum_map, sum_zip, tree, BLOCK, LANES};
 
@@ -374,6 +374,7 @@ pub fn index_xent_rows<T: Float>(
         &mut sum[head..],
         fused_shifted,
         None,
+        plain(),
     );
     let max = &*max;
     if let (Some(_), Some(w)) = (smoothing, w) {
@@ -488,8 +489,8 @@ pub fn prob_xent_rows<T: Float>(
         let (x, y) = (&x[head * len..], &y[head * len..]);
         let (row_masses, row_shifted) = (&mut masses[head..], &mut shifted[head..]);
         let [mass_parts, shifted_parts] = aux_parts;
-        let mut plain = minus_max(x, len);
-        shifted_exps_with(
+        let mut minus = minus_max(x, len);
+        shifted_exps(
             x,
             len,
             &mut max[head..],
@@ -497,35 +498,38 @@ pub fn prob_xent_rows<T: Float>(
             tile,
             parts,
             &mut sum[head..],
+            None,
             Some(y.as_ptr()),
-            #[inline(always)]
-            |k, c0, m, v: &mut [T]| {
-                if !long {
-                    return plain(k, c0, m, v);
-                }
-                if c0 == 0 {
-                    mass_parts.clear();
-                    shifted_parts.clear();
-                }
-                let span = k * len + c0..k * len + c0 + v.len();
-                let run = TargetRun {
-                    x: &x[span.clone()],
-                    y: &y[span],
-                    w: w.map(|w| &w[c0..c0 + v.len()]),
-                    m,
-                    keep,
-                    per_class,
-                    v,
-                    masses: mass_parts,
-                    shifted: shifted_parts,
-                };
-                let end = c0 + run.v.len() == len;
-                pulp::Arch::new().dispatch(run);
-                if end {
-                    row_masses[k] = tree(mass_parts);
-                    row_shifted[k] = tree(shifted_parts);
-                }
-            },
+            Some(
+                #[inline(always)]
+                |k, c0, m, v: &mut [T]| {
+                    if !long {
+                        return minus(k, c0, m, v);
+                    }
+                    if c0 == 0 {
+                        mass_parts.clear();
+                        shifted_parts.clear();
+                    }
+                    let span = k * len + c0..k * len + c0 + v.len();
+                    let run = TargetRun {
+                        x: &x[span.clone()],
+                        y: &y[span],
+                        w: w.map(|w| &w[c0..c0 + v.len()]),
+                        m,
+                        keep,
+                        per_class,
+                        v,
+                        masses: mass_parts,
+                        shifted: shifted_parts,
+                    };
+                    let end = c0 + run.v.len() == len;
+                    pulp::Arch::new().dispatch(run);
+                    if end {
+                        row_masses[k] = tree(mass_parts);
+                        row_shifted[k] = tree(shifted_parts);
+                    }
+                },
+            ),
         );
     }
     if head < rows && len <= BLOCK {
