@@ -118,17 +118,20 @@ pub fn shifted_sum<T: Float>(sum_x: f64, len: usize, m: T) -> f64 {
 }
 
 /// Per-row sums of computed values: for `rows` rows of `len` elements, `fill(k, c0, v)` writes
-/// the values of row `k`, classes `c0..c0 + v.len()`, then `map(k, c0, v)` transforms a whole
-/// tile in place (the tile starts at row `k`, class `c0`; a tile of short rows spans the whole
-/// group), and `sums[k]` becomes the sum of row `k`'s values, blocked as
-/// [`sum_by`](super::sum::sum_by) blocks a row. With `filled`, `filled[k]` also becomes the sum
-/// of row `k`'s values as `fill` wrote them (before `map`), blocked the same way: the tile is
-/// still in the first-level cache, so that sum costs no second `fill`. The values land in `dest`
-/// (`rows * len` elements, kept: the gradient rows, say) or, without it, in `tile` (at least
-/// [`GROUP`]).
+/// the values of row `k`, classes `c0..c0 + v.len()`, then `map_sums(k, c0, v, piece, out)`
+/// transforms a whole tile in place (the tile starts at row `k`, class `c0`; a tile of short
+/// rows spans the whole group) and writes the sums of its pieces of `piece` elements into `out`
+/// (the last piece may be shorter), each blocked as [`block_sum`](super::sum::block_sum) sums
+/// it ([`summed`] maps, then sums; [`exp_sums`] does both in one pass), so that `sums[k]`
+/// becomes the sum of row `k`'s values, blocked as [`sum_by`](super::sum::sum_by) blocks a row.
+/// With `filled`, `filled[k]` also becomes the sum of row `k`'s values as `fill` wrote them
+/// (before the map), blocked the same way: the tile is still in the first-level cache, so that
+/// sum costs no second `fill`. The values land in `dest` (`rows * len` elements, kept: the
+/// gradient rows, say) or, without it, in `tile` (at least [`GROUP`]).
 ///
-/// Rows of at most [`BLOCK`] elements are one tile (`rows * len <= GROUP`): `map` runs once over
-/// the whole group, across row boundaries. Longer rows are tiled by runs of [`RUN`] blocks.
+/// Rows of at most [`BLOCK`] elements are one tile (`rows * len <= GROUP`, pieces of a row):
+/// `map_sums` runs once over the whole group, across row boundaries. Longer rows are tiled by
+/// runs of [`RUN`] blocks (pieces of a block).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn fill_sums<T: Float>(
@@ -140,7 +143,7 @@ pub fn fill_sums<T: Float>(
     sums: &mut [f64],
     mut filled: Option<&mut [f64]>,
     mut fill: impl FnMut(usize, usize, &mut [T]),
-    map: impl Fn(usize, usize, &mut [T]),
+    mut map_sums: impl FnMut(usize, usize, &mut [T], usize, &mut [f64]),
 ) {
     if len <= BLOCK {
         let n = rows * len;
@@ -154,8 +157,7 @@ pub fn fill_sums<T: Float>(
         if let Some(f) = filled {
             block_sums(v, len, &mut f[..rows]);
         }
-        map(0, 0, v);
-        block_sums(v, len, &mut sums[..rows]);
+        map_sums(0, 0, v, len, &mut sums[..rows]);
         return;
     }
     let mut dest = dest;
@@ -176,13 +178,29 @@ pub fn fill_sums<T: Float>(
             if filled.is_some() {
                 push_block_sums(filled_parts, v, blocks);
             }
-            map(k, c0, v);
-            push_block_sums(parts, v, blocks);
+            let at = parts.len();
+            parts.resize(at + blocks, 0.0);
+            map_sums(k, c0, v, BLOCK, &mut parts[at..]);
             c0 += l;
         }
         *sum = tree(parts);
         if let Some(f) = filled.as_deref_mut() {
             f[k] = tree(filled_parts);
+        }
+    }
+}
+
+/// The `map_sums` of [`fill_sums`] that applies `map(k, c0, v)` to a tile, then sums its pieces.
+#[inline(always)]
+pub fn summed<T: Float>(map: impl Fn(usize, usize, &mut [T])) -> impl FnMut(usize, usize, &mut [T], usize, &mut [f64]) {
+    #[inline(always)]
+    move |k: usize, c0: usize, v: &mut [T], piece: usize, out: &mut [f64]| {
+        map(k, c0, v);
+        if piece == BLOCK {
+            // blocks of a run, the last one possibly shorter
+            run_block_sums(v, out);
+        } else {
+            block_sums(v, piece, out);
         }
     }
 }
@@ -206,7 +224,7 @@ pub fn row_sums<T: Float>(
     sums: &mut [f64],
     fill: impl FnMut(usize, usize, &mut [T]),
 ) {
-    fill_sums(len, rows, None, tile, parts, sums, None, fill, |_, _, _| {});
+    fill_sums(len, rows, None, tile, parts, sums, None, fill, summed(|_, _, _| {}));
 }
 
 /// The first step of every softmax kernel over a group of `max.len()` rows of `len` values
@@ -249,11 +267,13 @@ pub fn shifted_exps<T: Float>(
         streams += 1;
     }
     let ahead = &ahead[..streams];
-    if exp_sums::available::<T>() {
-        return fused_exps(x, len, max, dest, tile, parts, sums, ahead, fill);
+    if fill.is_none() && exp_sums::available::<T>() {
+        return plain_exps(x, len, max, dest, parts, sums, ahead);
     }
     let mut fill = fill;
     let mut plain = minus_max(x, len);
+    let zero = [T::zero()];
+    let mut exps = summed(exps_fetching(ahead, len));
     fill_sums(
         len,
         rows,
@@ -267,7 +287,15 @@ pub fn shifted_exps<T: Float>(
             Some(f) => f(k, c0, max[k], v),
             None => plain(k, c0, max[k], v),
         },
-        exps_fetching(ahead, len),
+        // the exponentials and their sums in one pass where the CPU allows ([`exp_sums`]),
+        // else one after the other
+        #[inline(always)]
+        |k, c0, v: &mut [T], piece, out: &mut [f64]| {
+            let fetch = exp_sums::Fetch { ahead, at: k * len + c0 };
+            if !exp_sums::exp_sums(exp_sums::Source::InPlace(&mut *v), piece, &zero, usize::MAX, out, fetch) {
+                exps(k, c0, v, piece, out);
+            }
+        },
     );
 }
 
@@ -280,43 +308,26 @@ pub fn plain<T>() -> Option<RowFill<T>> {
     None
 }
 
-/// [`shifted_exps`] through [`exp_sums`]: the exponentials, their storing and their block sums in
-/// one pass; with no `fill`, from `x` itself (`x - m` computed in the same pass), else from
-/// `fill`'s tiles, in place. The same pieces, bits and order of calls as [`fill_sums`].
+/// [`shifted_exps`] of `x - m` itself through [`exp_sums`]: the shift, the exponentials (stored
+/// only into `dest`) and their block sums in one pass over `x`, short rows as one group of
+/// pieces, a long row at once (no tile to keep in the first-level cache).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fused_exps<T: Float>(
+fn plain_exps<T: Float>(
     x: &[T],
     len: usize,
     max: &[T],
     mut dest: Option<&mut [T]>,
-    tile: &mut [T],
     parts: &mut [Vec<f64>; 2],
     sums: &mut [f64],
     ahead: &[*const T],
-    mut fill: Option<impl FnMut(usize, usize, T, &mut [T])>,
 ) {
     use exp_sums::{exp_sums, Fetch, Source};
     let rows = max.len();
-    let zero = [T::zero()];
     if len <= BLOCK {
         let n = rows * len;
-        let fetch = Fetch { ahead, at: 0 };
-        let src = match fill.as_mut() {
-            None => Source::Shifted { x: &x[..n], dst: dest.map(|d| &mut d[..n]) },
-            Some(f) => {
-                let v = match dest {
-                    Some(d) => &mut d[..n],
-                    None => &mut tile[..n],
-                };
-                for (k, row) in v.chunks_exact_mut(len).enumerate() {
-                    f(k, 0, max[k], row);
-                }
-                Source::InPlace(v)
-            }
-        };
-        let (shifts, per) = if fill.is_none() { (max, 1) } else { (&zero[..], usize::MAX) };
-        let done = exp_sums(src, len, shifts, per, &mut sums[..rows], fetch);
+        let src = Source::Shifted { x: &x[..n], dst: dest.map(|d| &mut d[..n]) };
+        let done = exp_sums(src, len, max, 1, &mut sums[..rows], Fetch { ahead, at: 0 });
         debug_assert!(done);
         return;
     }
@@ -324,32 +335,10 @@ fn fused_exps<T: Float>(
     for (k, sum) in sums[..rows].iter_mut().enumerate() {
         let row = k * len..(k + 1) * len;
         parts.clear();
-        match fill.as_mut() {
-            None => {
-                // the whole row at once: no tile to keep in the first-level cache
-                parts.resize(len.div_ceil(BLOCK), 0.0);
-                let src = Source::Shifted { x: &x[row.clone()], dst: dest.as_deref_mut().map(|d| &mut d[row]) };
-                let done = exp_sums(src, BLOCK, &max[k..=k], usize::MAX, parts, Fetch { ahead, at: k * len });
-                debug_assert!(done);
-            }
-            Some(f) => {
-                let mut c0 = 0;
-                while c0 < len {
-                    let l = (RUN * BLOCK).min(len - c0);
-                    let v = match dest.as_deref_mut() {
-                        Some(d) => &mut d[k * len + c0..k * len + c0 + l],
-                        None => &mut tile[..l],
-                    };
-                    f(k, c0, max[k], v);
-                    let at = parts.len();
-                    parts.resize(at + l.div_ceil(BLOCK), 0.0);
-                    let fetch = Fetch { ahead, at: k * len + c0 };
-                    let done = exp_sums(Source::InPlace(v), BLOCK, &zero, usize::MAX, &mut parts[at..], fetch);
-                    debug_assert!(done);
-                    c0 += l;
-                }
-            }
-        }
+        parts.resize(len.div_ceil(BLOCK), 0.0);
+        let src = Source::Shifted { x: &x[row.clone()], dst: dest.as_deref_mut().map(|d| &mut d[row]) };
+        let done = exp_sums(src, BLOCK, &max[k..=k], usize::MAX, parts, Fetch { ahead, at: k * len });
+        debug_assert!(done);
         *sum = tree(parts);
     }
 }
@@ -479,7 +468,7 @@ mod tests {
                     &mut sums,
                     with_filled.then_some(&mut filled[..]),
                     |k, c0, v| v.copy_from_slice(&x[k * len + c0..k * len + c0 + v.len()]),
-                    |k, c0, v| exp_in_place_fetching(v, &[x.as_ptr().wrapping_add(rows * len)], k * len + c0),
+                    summed(|k, c0, v| exp_in_place_fetching(v, &[x.as_ptr().wrapping_add(rows * len)], k * len + c0)),
                 );
                 for (k, s) in sums.iter().enumerate() {
                     let want = crate::kernels::sum::sum_by(len, |c| x[k * len + c].vexp().acc());

@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, minus_max, plain, row_sums, shifted_exps, Workspace};
+use crate::kernels::rows::{fill_sums, ln_sums, minus_max, plain, row_sums, shifted_exps, summed, Workspace};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{join_lanes, sum_by, sum_map, sum_zip, tree, BLOCK, LANES};
 
@@ -546,18 +546,20 @@ pub fn prob_xent_rows<T: Float>(
             &mut shifted[head..],
             Some(&mut masses[head..]),
             tau,
-            #[inline(always)]
-            |k, c0, v: &mut [T]| {
-                let (mut r, mut c, mut rest) = (k, c0, v);
-                while !rest.is_empty() {
-                    let (piece, tail) = rest.split_at_mut((len - c).min(rest.len()));
-                    let (xs, m) = (&x[r * len + c..r * len + c + piece.len()], max[r]);
-                    for (v, &xc) in piece.iter_mut().zip(xs) {
-                        *v *= xc - m;
+            summed(
+                #[inline(always)]
+                |k, c0, v: &mut [T]| {
+                    let (mut r, mut c, mut rest) = (k, c0, v);
+                    while !rest.is_empty() {
+                        let (piece, tail) = rest.split_at_mut((len - c).min(rest.len()));
+                        let (xs, m) = (&x[r * len + c..r * len + c + piece.len()], max[r]);
+                        for (v, &xc) in piece.iter_mut().zip(xs) {
+                            *v *= xc - m;
+                        }
+                        (r, c, rest) = (r + 1, 0, tail);
                     }
-                    (r, c, rest) = (r + 1, 0, tail);
-                }
-            },
+                },
+            ),
         );
     }
     let max = &*max;
