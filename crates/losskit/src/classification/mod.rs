@@ -208,6 +208,24 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 let len = v.len();
                 let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
                 check(xs, ys);
+                let es = e.map(|e| &e[s..s + len]);
+                if each.is_none() && w.is_none() {
+                    if let Some(gx) = gx.as_deref_mut() {
+                        // one factor for every element: straight into the outputs
+                        scaled_tile(
+                            xs,
+                            ys,
+                            es,
+                            first,
+                            all,
+                            scale,
+                            v,
+                            &mut gx[..len],
+                            gy.as_deref_mut().map(|g| &mut g[..len]),
+                        );
+                        return;
+                    }
+                }
                 let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
                 // every slice cut to `len`: no bounds check left in the loops, so no scalar tail
                 let (dx, dy) = (&mut dx[..len], &mut dy[..len]);
@@ -215,14 +233,13 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 for i in 0..len {
                     dx[i] = first(xs[i]);
                 }
-                match e {
+                match es {
                     None => {
                         for i in 0..len {
                             (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero(), dx[i]);
                         }
                     }
-                    Some(e) => {
-                        let es = &e[s..s + len];
+                    Some(es) => {
                         for i in 0..len {
                             (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i], dx[i]);
                         }
@@ -259,6 +276,58 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
             },
         );
         Ok((reduce_summed(values, total, self.shape, self.reduction, None), sink.finish()))
+    }
+}
+
+/// A tile of [`TorchElementwise`]'s backward pass when every element's factor is `scale` (no
+/// weight, a reduced loss): `first` into `gx`, then `all` writes the values and the scaled
+/// gradients in place, with the bits of the general path (`scale * d`) and none of its tiles.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn scaled_tile<T: Float>(
+    xs: &[T],
+    ys: &[T],
+    es: Option<&[T]>,
+    first: impl Fn(T) -> T,
+    all: impl Fn(T, T, T, T) -> (T, T, T),
+    scale: T,
+    v: &mut [T],
+    gx: &mut [T],
+    gy: Option<&mut [T]>,
+) {
+    let len = v.len();
+    let (xs, ys, gx) = (&xs[..len], &ys[..len], &mut gx[..len]);
+    for i in 0..len {
+        gx[i] = first(xs[i]);
+    }
+    match (es, gy) {
+        (None, Some(gy)) => {
+            let gy = &mut gy[..len];
+            for i in 0..len {
+                let (l, dx, dy) = all(xs[i], ys[i], T::zero(), gx[i]);
+                (v[i], gx[i], gy[i]) = (l, scale * dx, scale * dy);
+            }
+        }
+        (Some(es), Some(gy)) => {
+            let (es, gy) = (&es[..len], &mut gy[..len]);
+            for i in 0..len {
+                let (l, dx, dy) = all(xs[i], ys[i], es[i], gx[i]);
+                (v[i], gx[i], gy[i]) = (l, scale * dx, scale * dy);
+            }
+        }
+        (None, None) => {
+            for i in 0..len {
+                let (l, dx, _) = all(xs[i], ys[i], T::zero(), gx[i]);
+                (v[i], gx[i]) = (l, scale * dx);
+            }
+        }
+        (Some(es), None) => {
+            let es = &es[..len];
+            for i in 0..len {
+                let (l, dx, _) = all(xs[i], ys[i], es[i], gx[i]);
+                (v[i], gx[i]) = (l, scale * dx);
+            }
+        }
     }
 }
 
@@ -418,6 +487,72 @@ mod tests {
         // λ = 0 is the identity, even without classes
         let z = LabelSmoothing::<f32>::categorical(0.0, 0).unwrap();
         assert_eq!(z.apply(0.7), 0.7);
+    }
+
+    /// The binary losses' gradients through every path of `run_checked`'s backward pass: one
+    /// factor for all elements (`scaled_tile`, both gradients or only the input's, with and
+    /// without a per-element third input) and the general tiles (an upstream array, a weight),
+    /// all with the factor 3/4, so the same bits: `sum` with an upstream scalar is the fast
+    /// path, `none` with an upstream array and `sum` with a weight of ones the general one.
+    fn binary_gradient_paths_agree<T: Float>() {
+        fn view<T: Float>(v: &[T]) -> View<'_, T> {
+            View::new(v, &[v.len()]).unwrap()
+        }
+        use crate::{
+            binary_cross_entropy_grad, binary_cross_entropy_with_logits_grad, BinaryCrossEntropyOptions,
+            BinaryCrossEntropyWithLogitsOptions, GradsMut, Upstream,
+        };
+        for n in [3 * 256 + 37, 70_001] {
+            let p: Vec<T> = (0..n).map(|i| T::of(((i * 53) % 101) as f64 / 100.0)).collect();
+            let x: Vec<T> = (0..n).map(|i| T::of(((i * 53) % 97) as f64 / 3.0 - 16.0)).collect();
+            let y: Vec<T> = (0..n).map(|i| T::of(((i * 37) % 101) as f64 / 100.0)).collect();
+            let pw: Vec<T> = (0..n).map(|i| T::of(0.5 + (i % 7) as f64 / 4.0)).collect();
+            let ones = vec![T::one(); n];
+            let factor = T::of(0.75);
+            let factors = vec![factor; n];
+            let grads = |sum: bool, input: &[T], logits: bool, pos: bool, weight: bool| {
+                let reduction = if sum { Reduction::Sum } else { Reduction::None };
+                let upstream = if sum { Upstream::Scalar(factor) } else { Upstream::Array(view(&factors)) };
+                let w = weight.then(|| view(&ones));
+                let bw = Backward::new().upstream(upstream);
+                let (_, g) = if logits {
+                    let o = BinaryCrossEntropyWithLogitsOptions { reduction };
+                    let pw = pos.then(|| view(&pw));
+                    binary_cross_entropy_with_logits_grad(view(input), view(&y), w, pw, &o, bw).unwrap()
+                } else {
+                    let o = BinaryCrossEntropyOptions { reduction };
+                    binary_cross_entropy_grad(view(input), view(&y), w, &o, bw).unwrap()
+                };
+                let bits = |name| g.get(name).unwrap().data().iter().map(|v| v.acc().to_bits()).collect::<Vec<u64>>();
+                (bits("input"), bits("target"))
+            };
+            for (input, logits, pos) in [(&p, false, false), (&x, true, false), (&x, true, true)] {
+                let fast = grads(true, input, logits, pos, false);
+                assert_eq!(fast, grads(false, input, logits, pos, false), "n={n} logits={logits} pos={pos}");
+                assert_eq!(fast, grads(true, input, logits, pos, true), "n={n} logits={logits} pos={pos}");
+                // only the input's gradient, into a caller buffer
+                let mut gx = vec![T::nan(); n];
+                let into = Backward::new()
+                    .upstream(Upstream::Scalar(factor))
+                    .into_buffers(GradsMut::new().with("input", &mut gx));
+                if logits {
+                    let o = BinaryCrossEntropyWithLogitsOptions { reduction: Reduction::Sum };
+                    let pw = pos.then(|| view(&pw));
+                    binary_cross_entropy_with_logits_grad(view(input), view(&y), None, pw, &o, into).unwrap();
+                } else {
+                    let o = BinaryCrossEntropyOptions { reduction: Reduction::Sum };
+                    binary_cross_entropy_grad(view(input), view(&y), None, &o, into).unwrap();
+                }
+                let gx: Vec<u64> = gx.iter().map(|v| v.acc().to_bits()).collect();
+                assert_eq!(gx, fast.0, "n={n} logits={logits} pos={pos}");
+            }
+        }
+    }
+
+    #[test]
+    fn binary_gradient_paths_agree_f32_f64() {
+        binary_gradient_paths_agree::<f32>();
+        binary_gradient_paths_agree::<f64>();
     }
 
     #[test]
