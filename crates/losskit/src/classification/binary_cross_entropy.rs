@@ -292,6 +292,41 @@ mod tests {
         assert!(matches!(bad, Err(LossError::InvalidOption { .. })));
     }
 
+    /// Every backward path tests the domain (the general tiles and the fast path of a reduced
+    /// loss, with both gradients or the input's only): an element outside `[0, 1]` anywhere,
+    /// in the first tile or a later chunk, is an error naming its argument.
+    fn gradient_paths_check_the_domain<T: Float>() {
+        use crate::GradsMut;
+        let n = 70_001;
+        for (at, bad) in [(3, T::of(1.5)), (n - 2, T::nan()), (40_000, T::of(-1e-30))] {
+            for (arg, on_input) in [("input", true), ("target", false)] {
+                let mut x: Vec<T> = (0..n).map(|i| T::of(((i * 53) % 101) as f64 / 100.0)).collect();
+                let mut y: Vec<T> = (0..n).map(|i| T::of(((i * 37) % 101) as f64 / 100.0)).collect();
+                if on_input {
+                    x[at] = bad;
+                } else {
+                    y[at] = bad;
+                }
+                for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
+                    let opts = BinaryCrossEntropyOptions { reduction };
+                    let both =
+                        binary_cross_entropy_grad(View::from(&x[..]), View::from(&y[..]), None, &opts, Backward::new());
+                    assert!(matches!(both, Err(LossError::InvalidValue { arg: ref a, .. }) if a == arg), "{arg} {at}");
+                    let mut gx = vec![T::zero(); n];
+                    let into = Backward::new().into_buffers(GradsMut::new().with("input", &mut gx));
+                    let one = binary_cross_entropy_grad(View::from(&x[..]), View::from(&y[..]), None, &opts, into);
+                    assert!(matches!(one, Err(LossError::InvalidValue { arg: ref a, .. }) if a == arg), "{arg} {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_paths_check_the_domain_f32_f64() {
+        gradient_paths_check_the_domain::<f32>();
+        gradient_paths_check_the_domain::<f64>();
+    }
+
     #[test]
     fn zero_d_and_empty() {
         let x = View::from_vec(vec![0.3f64], &[]).unwrap();

@@ -126,13 +126,7 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         backward: Option<Backward<'_, '_, T>>,
     ) -> Result<(Tensor<T>, Grads<T>)> {
         let outside = AtomicBool::new(false);
-        // branch-free within a tile (comparisons joined with `&`), so that it vectorises
-        let check = |xs: &[T], ys: &[T]| {
-            if !xs.iter().zip(ys).fold(true, |all, (&x, &y)| all & in_domain(x, y)) {
-                outside.store(true, Ordering::Relaxed);
-            }
-        };
-        let result = self.run_checked(x, y, e, check, first, value, all, backward)?;
+        let result = self.run_checked(x, y, e, in_domain, &outside, first, value, all, backward)?;
         if outside.into_inner() {
             explain()?;
         }
@@ -146,7 +140,8 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
         x: &[T],
         y: &[T],
         e: Option<&[T]>,
-        check: impl Fn(&[T], &[T]) + Sync + Copy,
+        in_domain: impl Fn(T, T) -> bool + Sync + Copy,
+        outside: &AtomicBool,
         first: impl Fn(T) -> T + Sync + Copy,
         value: impl Fn(T, T, T, T) -> T + Sync + Copy,
         all: impl Fn(T, T, T, T) -> (T, T, T) + Sync + Copy,
@@ -154,6 +149,12 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
     ) -> Result<(Tensor<T>, Grads<T>)> {
         let n = crate::tensor::numel(self.shape);
         let w = self.weight.as_deref();
+        // branch-free within a tile (comparisons joined with `&`), so that it vectorises
+        let check = |xs: &[T], ys: &[T]| {
+            if !xs.iter().zip(ys).fold(true, |all, (&x, &y)| all & in_domain(x, y)) {
+                outside.store(true, Ordering::Relaxed);
+            }
+        };
         let mut values = keep_values::<T>(self.reduction, n);
         let Some(bw) = backward else {
             let total = fused(
@@ -166,23 +167,29 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                     let (first, value, w) = (first, value, w);
                     let len = v.len();
                     let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
-                    check(xs, ys);
                     // the first stage into `v`, which the second overwrites
                     for i in 0..len {
                         v[i] = first(xs[i]);
                     }
+                    // the domain tested in the values' loop (joined with `&`: branch-free)
+                    let mut inside = true;
                     match e {
                         None => {
                             for i in 0..len {
+                                inside &= in_domain(xs[i], ys[i]);
                                 v[i] = value(xs[i], ys[i], T::zero(), v[i]);
                             }
                         }
                         Some(e) => {
                             let es = &e[s..s + len];
                             for i in 0..len {
+                                inside &= in_domain(xs[i], ys[i]);
                                 v[i] = value(xs[i], ys[i], es[i], v[i]);
                             }
                         }
+                    }
+                    if !inside {
+                        outside.store(true, Ordering::Relaxed);
                     }
                     if let Some(w) = w {
                         let ws = &w[s..s + len];
@@ -207,25 +214,18 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 let (first, all, scale) = (first, all, scale);
                 let len = v.len();
                 let (xs, ys) = (&x[s..s + len], &y[s..s + len]);
-                check(xs, ys);
                 let es = e.map(|e| &e[s..s + len]);
                 if each.is_none() && w.is_none() {
                     if let Some(gx) = gx.as_deref_mut() {
                         // one factor for every element: straight into the outputs
-                        scaled_tile(
-                            xs,
-                            ys,
-                            es,
-                            first,
-                            all,
-                            scale,
-                            v,
-                            &mut gx[..len],
-                            gy.as_deref_mut().map(|g| &mut g[..len]),
-                        );
+                        let gy = gy.as_deref_mut().map(|g| &mut g[..len]);
+                        if !scaled_tile(xs, ys, es, in_domain, first, all, scale, v, &mut gx[..len], gy) {
+                            outside.store(true, Ordering::Relaxed);
+                        }
                         return;
                     }
                 }
+                check(xs, ys);
                 let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
                 // every slice cut to `len`: no bounds check left in the loops, so no scalar tail
                 let (dx, dy) = (&mut dx[..len], &mut dy[..len]);
@@ -282,28 +282,33 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
 /// A tile of [`TorchElementwise`]'s backward pass when every element's factor is `scale` (no
 /// weight, a reduced loss): `first` into `gx`, then `all` writes the values and the scaled
 /// gradients in place, with the bits of the general path (`scale * d`) and none of its tiles.
+/// Returns whether every element is `in_domain`, tested in the same loop.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn scaled_tile<T: Float>(
     xs: &[T],
     ys: &[T],
     es: Option<&[T]>,
+    in_domain: impl Fn(T, T) -> bool,
     first: impl Fn(T) -> T,
     all: impl Fn(T, T, T, T) -> (T, T, T),
     scale: T,
     v: &mut [T],
     gx: &mut [T],
     gy: Option<&mut [T]>,
-) {
+) -> bool {
     let len = v.len();
     let (xs, ys, gx) = (&xs[..len], &ys[..len], &mut gx[..len]);
     for i in 0..len {
         gx[i] = first(xs[i]);
     }
+    // joined with `&` in the loops (branch-free, so they vectorise)
+    let mut inside = true;
     match (es, gy) {
         (None, Some(gy)) => {
             let gy = &mut gy[..len];
             for i in 0..len {
+                inside &= in_domain(xs[i], ys[i]);
                 let (l, dx, dy) = all(xs[i], ys[i], T::zero(), gx[i]);
                 (v[i], gx[i], gy[i]) = (l, scale * dx, scale * dy);
             }
@@ -311,12 +316,14 @@ fn scaled_tile<T: Float>(
         (Some(es), Some(gy)) => {
             let (es, gy) = (&es[..len], &mut gy[..len]);
             for i in 0..len {
+                inside &= in_domain(xs[i], ys[i]);
                 let (l, dx, dy) = all(xs[i], ys[i], es[i], gx[i]);
                 (v[i], gx[i], gy[i]) = (l, scale * dx, scale * dy);
             }
         }
         (None, None) => {
             for i in 0..len {
+                inside &= in_domain(xs[i], ys[i]);
                 let (l, dx, _) = all(xs[i], ys[i], T::zero(), gx[i]);
                 (v[i], gx[i]) = (l, scale * dx);
             }
@@ -324,11 +331,13 @@ fn scaled_tile<T: Float>(
         (Some(es), None) => {
             let es = &es[..len];
             for i in 0..len {
+                inside &= in_domain(xs[i], ys[i]);
                 let (l, dx, _) = all(xs[i], ys[i], es[i], gx[i]);
                 (v[i], gx[i]) = (l, scale * dx);
             }
         }
     }
+    inside
 }
 
 /// Keras label smoothing, `y (1 - λ) + λ / k`: `k = 2` for the binary losses (towards 1/2),
