@@ -323,15 +323,20 @@ fn same_shape<T: Float>(
                 let (g_ap, rest) = grad.split_at_mut(d);
                 let (g_an, g_pn) = rest.split_at_mut(d);
                 for (k, r) in (r0..r1).enumerate() {
-                    fill_row(xa, xp, r, d, eps, row_ap);
-                    fill_row(xa, xn, r, d, eps, row_an);
-                    let d_ap = p.norm(row_ap);
-                    let d_an = p.norm(row_an);
-                    let d_pn = if swap {
-                        fill_row(xp, xn, r, d, eps, row_pn);
-                        Some(p.norm(row_pn))
+                    let (d_ap, d_an, d_pn) = if cot.is_some() {
+                        // the rows of differences stay for the gradients
+                        fill_row(xa, xp, r, d, eps, row_ap);
+                        fill_row(xa, xn, r, d, eps, row_an);
+                        let pn = swap.then(|| {
+                            fill_row(xp, xn, r, d, eps, row_pn);
+                            p.norm(row_pn)
+                        });
+                        (p.norm(row_ap), p.norm(row_an), pn)
                     } else {
-                        None
+                        let row = r * d..(r + 1) * d;
+                        let (a, pos, neg) = (&xa[row.clone()], &xp[row.clone()], &xn[row]);
+                        let pn = swap.then(|| p.norm_of_difference(pos, neg, eps));
+                        (p.norm_of_difference(a, pos, eps), p.norm_of_difference(a, neg, eps), pn)
                     };
                     let neg = negative_distance(d_an, d_pn);
                     let z = margin + d_ap - neg.0;

@@ -9,8 +9,9 @@
 //! for `p = 1` it is `sgn(x_i)` (0 at `x_i = 0`); for `p < 1` a zero coordinate gets 0; for
 //! `p = inf` the gradient is shared equally among the coordinates that attain the maximum.
 
+use crate::float::Float;
 use crate::kernels::stable::sgn;
-use crate::kernels::sum::sum_map;
+use crate::kernels::sum::sum_zip;
 
 /// The degree `p` of a vector norm, with its special cases.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,12 +46,36 @@ impl NormDegree {
     /// The p-norm of `row`, in `f64`. An empty row has norm 0.
     #[inline(always)]
     pub fn norm(self, row: &[f64]) -> f64 {
+        self.norm_zip(row, row, |x, _| x)
+    }
+
+    /// The p-norm of the row `x1 - x2 + eps` (each element widened to `f64` first) without
+    /// writing that row: the bits of [`norm`](Self::norm) of it.
+    #[inline(always)]
+    pub fn norm_of_difference<T: Float>(self, x1: &[T], x2: &[T], eps: f64) -> f64 {
+        self.norm_zip(x1, x2, move |u: T, v: T| u.acc() - v.acc() + eps)
+    }
+
+    /// The p-norm of the row `value(a[i], b[i])`, summed as [`sum_zip`] sums.
+    #[inline(always)]
+    fn norm_zip<A: Copy, B: Copy>(self, a: &[A], b: &[B], value: impl Fn(A, B) -> f64 + Copy) -> f64 {
         match self {
-            NormDegree::One => sum_map(row, f64::abs),
-            NormDegree::Two => sum_map(row, |v| v * v).sqrt(),
+            NormDegree::One => sum_zip(a, b, |u, v| value(u, v).abs()),
+            NormDegree::Two => sum_zip(a, b, |u, v| {
+                let x = value(u, v);
+                x * x
+            })
+            .sqrt(),
             // NaN propagates, as in the reference's amax
-            NormDegree::Inf => row.iter().fold(0.0f64, |m, &v| if v.abs() > m || v.is_nan() { v.abs() } else { m }),
-            NormDegree::P(p) => sum_map(row, |v| v.abs().powf(p)).powf(1.0 / p),
+            NormDegree::Inf => a.iter().zip(b).fold(0.0f64, |m, (&u, &v)| {
+                let x = value(u, v);
+                if x.abs() > m || x.is_nan() {
+                    x.abs()
+                } else {
+                    m
+                }
+            }),
+            NormDegree::P(p) => sum_zip(a, b, |u, v| value(u, v).abs().powf(p)).powf(1.0 / p),
         }
     }
 
@@ -127,6 +152,35 @@ mod tests {
         // (sqrt 3 + sqrt 4)^2
         assert!((NormDegree::P(0.5).norm(&r) - (3f64.sqrt() + 2.0).powi(2)).abs() < 1e-13);
         assert_eq!(NormDegree::Two.norm(&[]), 0.0);
+    }
+
+    /// `norm_of_difference` has the bits of `norm` of the written row `x1 - x2 + eps`, for every
+    /// degree, lengths across the lane and block boundaries, both dtypes, with NaN and inf.
+    fn difference_norms_have_the_bits_of_the_row<T: Float>() {
+        for n in (0..=40).chain([255, 256, 257, 300, 1000]) {
+            let x1: Vec<T> = (0..n).map(|i| T::of(((i * 53) % 97) as f64 / 7.0 - 6.0)).collect();
+            let mut x2: Vec<T> = (0..n).map(|i| T::of(((i * 37) % 89) as f64 / 9.0 - 4.0)).collect();
+            // one length with an infinity, one with a NaN; the others finite
+            if n == 300 {
+                x2[17] = T::infinity();
+            }
+            if n == 1000 {
+                x2[29] = T::nan();
+            }
+            for eps in [0.0, 1e-6] {
+                let row: Vec<f64> = x1.iter().zip(&x2).map(|(u, v)| u.acc() - v.acc() + eps).collect();
+                for p in [NormDegree::One, NormDegree::Two, NormDegree::Inf, NormDegree::P(3.0), NormDegree::P(0.5)] {
+                    let (want, got) = (p.norm(&row), p.norm_of_difference(&x1, &x2, eps));
+                    assert_eq!(want.to_bits(), got.to_bits(), "n={n} eps={eps} {p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn difference_norms_have_the_bits_of_the_row_f32_f64() {
+        difference_norms_have_the_bits_of_the_row::<f32>();
+        difference_norms_have_the_bits_of_the_row::<f64>();
     }
 
     #[test]
