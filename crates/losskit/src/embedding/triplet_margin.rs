@@ -336,7 +336,8 @@ fn same_shape<T: Float>(
                         let row = r * d..(r + 1) * d;
                         let (a, pos, neg) = (&xa[row.clone()], &xp[row.clone()], &xn[row]);
                         let pn = swap.then(|| p.norm_of_difference(pos, neg, eps));
-                        (p.norm_of_difference(a, pos, eps), p.norm_of_difference(a, neg, eps), pn)
+                        let (ap, an) = p.norms_of_differences(a, pos, neg, eps);
+                        (ap, an, pn)
                     };
                     let neg = negative_distance(d_an, d_pn);
                     let z = margin + d_ap - neg.0;

@@ -11,7 +11,7 @@
 
 use crate::float::Float;
 use crate::kernels::stable::sgn;
-use crate::kernels::sum::sum_zip;
+use crate::kernels::sum::{sum_zip, sum_zip_pair};
 
 /// The degree `p` of a vector norm, with its special cases.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +54,21 @@ impl NormDegree {
     #[inline(always)]
     pub fn norm_of_difference<T: Float>(self, x1: &[T], x2: &[T], eps: f64) -> f64 {
         self.norm_zip(x1, x2, move |u: T, v: T| u.acc() - v.acc() + eps)
+    }
+
+    /// `(norm_of_difference(x, y1, eps), norm_of_difference(x, y2, eps))`, the same bits; for
+    /// `p = 2` (the common degree) both in one pass over short rows (see [`sum_zip_pair`]).
+    #[inline(always)]
+    pub fn norms_of_differences<T: Float>(self, x: &[T], y1: &[T], y2: &[T], eps: f64) -> (f64, f64) {
+        if self != NormDegree::Two {
+            return (self.norm_of_difference(x, y1, eps), self.norm_of_difference(x, y2, eps));
+        }
+        let square = move |u: T, v: T| {
+            let d = u.acc() - v.acc() + eps;
+            d * d
+        };
+        let (s1, s2) = sum_zip_pair(x, y1, y2, square, square);
+        (s1.sqrt(), s2.sqrt())
     }
 
     /// The p-norm of the row `value(a[i], b[i])`, summed as [`sum_zip`] sums.
@@ -172,6 +187,11 @@ mod tests {
                 for p in [NormDegree::One, NormDegree::Two, NormDegree::Inf, NormDegree::P(3.0), NormDegree::P(0.5)] {
                     let (want, got) = (p.norm(&row), p.norm_of_difference(&x1, &x2, eps));
                     assert_eq!(want.to_bits(), got.to_bits(), "n={n} eps={eps} {p:?}");
+                    // and beside a second row (x2 reversed)
+                    let x3: Vec<T> = x2.iter().rev().copied().collect();
+                    let (d2, d3) = p.norms_of_differences(&x1, &x2, &x3, eps);
+                    let d3_alone = p.norm_of_difference(&x1, &x3, eps);
+                    assert_eq!((d2.to_bits(), d3.to_bits()), (want.to_bits(), d3_alone.to_bits()), "n={n} {p:?}");
                 }
             }
         }

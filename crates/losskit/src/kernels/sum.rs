@@ -317,6 +317,49 @@ fn dispatched_block(block: &impl Fn(usize, usize) -> f64, s: usize, e: usize) ->
     )
 }
 
+/// `(sum_zip(a, b, f), sum_zip(a, c, g))`, the same bits: for slices of at most [`BLOCK`]
+/// elements (the rows of an embedding loss) one dispatched pass that reads `a` once, where two
+/// calls cost two dispatches and two reads; longer slices take the two calls.
+#[inline(always)]
+pub fn sum_zip_pair<A: Copy, B: Copy, C: Copy>(
+    a: &[A],
+    b: &[B],
+    c: &[C],
+    f: impl Fn(A, B) -> f64,
+    g: impl Fn(A, C) -> f64,
+) -> (f64, f64) {
+    debug_assert!(a.len() == b.len() && a.len() == c.len());
+    let n = a.len().min(b.len()).min(c.len());
+    if n > BLOCK {
+        return (sum_zip(a, b, f), sum_zip(a, c, g));
+    }
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    crate::kernels::simd::dispatch(
+        #[inline(always)]
+        || {
+            // block_sum_zip's lanes, twice
+            let (mut lf, mut lg) = ([0.0f64; LANES], [0.0f64; LANES]);
+            let (ga, gb, gc) = (a.chunks_exact(LANES), b.chunks_exact(LANES), c.chunks_exact(LANES));
+            let (ra, rb, rc) = (ga.remainder(), gb.remainder(), gc.remainder());
+            for ((x, y), z) in ga.zip(gb).zip(gc) {
+                if let (Ok(x), Ok(y), Ok(z)) =
+                    (<&[A; LANES]>::try_from(x), <&[B; LANES]>::try_from(y), <&[C; LANES]>::try_from(z))
+                {
+                    for l in 0..LANES {
+                        lf[l] += f(x[l], y[l]);
+                        lg[l] += g(x[l], z[l]);
+                    }
+                }
+            }
+            for (l, ((&x, &y), &z)) in ra.iter().zip(rb).zip(rc).enumerate() {
+                lf[l] += f(x, y);
+                lg[l] += g(x, z);
+            }
+            (join_lanes(&lf), join_lanes(&lg))
+        },
+    )
+}
+
 /// [`sum_zip`] over one slice: [`sum_by`] of `f(a[i])`, the same bits.
 #[inline(always)]
 pub fn sum_map<A: Copy>(a: &[A], f: impl Fn(A) -> f64) -> f64 {
@@ -614,6 +657,24 @@ mod tests {
             assert_eq!(map.to_bits(), sum_by(n, |i| (a[i] as f64).exp()).to_bits(), "n={n}");
         }
         assert_eq!(sum_map::<f64>(&[], |x| x), 0.0);
+    }
+
+    #[test]
+    fn pair_sums_have_the_bits_of_two_zip_sums() {
+        // one pass up to a block, two calls beyond it
+        for n in (0..=300).chain([CHUNK + 3]) {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 * 1.37e-3 - 0.6).collect();
+            let b: Vec<f64> = (0..n).map(|i| ((i * 104_729) % 997) as f64 * 3.1e-3 + 1e-9).collect();
+            let c: Vec<f32> = (0..n).map(|i| ((i * 31) % 101) as f32 * 0.7 - 30.0).collect();
+            let f = |x: f32, y: f64| x as f64 * y;
+            let g = |x: f32, z: f32| (x as f64 - z as f64).powi(2);
+            let (sf, sg) = sum_zip_pair(&a, &b, &c, f, g);
+            assert_eq!(
+                (sf.to_bits(), sg.to_bits()),
+                (sum_zip(&a, &b, f).to_bits(), sum_zip(&a, &c, g).to_bits()),
+                "n={n}"
+            );
+        }
     }
 
     #[test]
