@@ -528,6 +528,13 @@ fn short_rows<T: Float, Tm: Terms<T>>(
     let mut bbuf = if check.is_some() { vec![zero; GROUP] } else { Vec::new() };
     let mut exact_buf = if check.is_some() || exact { vec![Tm::Sum::from_acc(0.0); d] } else { Vec::new() };
     let per_group = (GROUP / d).max(1);
+    // one cotangent for every row of the range (a reduced loss without sample weights): the
+    // derivatives are scaled as they are written, not in a second pass (the same products)
+    let same_cot = cots.and_then(|c| {
+        let first = c.get(r0)?.acc();
+        let same = c.get(r0..r1)?.iter().all(|x| x.acc().to_bits() == first.to_bits());
+        same.then(|| T::from_acc(first * scale))
+    });
     let mut bound = 0.0;
     let mut r = r0;
     while r < r1 {
@@ -536,15 +543,16 @@ fn short_rows<T: Float, Tm: Terms<T>>(
         let (ts, ps) = (&yt[r * d..r * d + len], &yp[r * d..r * d + len]);
         let v = &mut buf[..len];
         let mut g = cots.and(grad.split_front(len));
-        // the derivatives first, then each row's cotangent while they are in L1
-        let grads = g.as_deref_mut().map(|g| (T::one(), g));
+        // the derivatives first, then each row's cotangent while they are in L1 (or the one
+        // cotangent at once)
+        let grads = g.as_deref_mut().map(|g| (same_cot.unwrap_or(T::one()), g));
         match check {
             _ if exact => {}
             Some(_) => term.fill_bounded(ts, ps, v, &mut bbuf[..len], grads),
             None => term.fill(ts, ps, v, grads),
         }
         let row_cot = |k: usize| cots.map(|c| T::from_acc(c[r + k].acc() * scale));
-        if let Some(g) = g.as_deref_mut() {
+        if let Some(g) = g.as_deref_mut().filter(|_| same_cot.is_none()) {
             for k in 0..rows {
                 let c = row_cot(k).unwrap_or_default();
                 for gi in &mut g[k * d..(k + 1) * d] {

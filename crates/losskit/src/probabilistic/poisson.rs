@@ -190,6 +190,45 @@ fn eval<T: PickFloat>(
 mod tests {
     use super::*;
 
+    /// Short rows scale their derivatives by the rows' cotangents in a second pass, or as they
+    /// are written when every row of a range has the same one: the same bits. Rows of 100 and
+    /// 300 terms, some cancelling (y_pred = y_true = e: e - e ln e = 0, computed exactly), under
+    /// an upstream of ones (one cotangent) and of ones but the last row (a second pass).
+    fn one_cotangent_has_the_bits_of_a_cotangent_per_row<T: Float>() {
+        use crate::Upstream;
+        for d in [100usize, 300] {
+            let rows = 2 * 16 * 256 / d + 3;
+            let n = rows * d;
+            let mut t: Vec<T> = (0..n).map(|i| T::of(((i * 37) % 7) as f64)).collect();
+            let mut p: Vec<T> = (0..n).map(|i| T::of(0.1 + ((i * 53) % 97) as f64 / 30.0)).collect();
+            for r in (0..rows).step_by(5) {
+                for i in r * d..(r + 1) * d {
+                    (t[i], p[i]) = (T::of(std::f64::consts::E), T::of(std::f64::consts::E));
+                }
+            }
+            let opts = PoissonOptions { reduction: Reduction::None };
+            let grad = |ups: &[T]| {
+                let up = Upstream::Array(View::new(ups, &[rows]).unwrap());
+                let (t, p) = (View::new(&t, &[rows, d]).unwrap(), View::new(&p, &[rows, d]).unwrap());
+                let (l, g) = poisson_grad(t, p, None, &opts, Backward::new().upstream(up)).unwrap();
+                let bits = |v: &[T]| v.iter().map(|x| x.acc().to_bits()).collect::<Vec<u64>>();
+                (bits(l.data()), bits(g.get("y_pred").unwrap().data()))
+            };
+            let ones = vec![T::one(); rows];
+            let mut last_two = ones.clone();
+            last_two[rows - 1] = T::of(2.0);
+            let (same, per_row) = (grad(&ones), grad(&last_two));
+            assert_eq!(same.0, per_row.0, "d={d}");
+            assert_eq!(same.1[..n - d], per_row.1[..n - d], "d={d}");
+        }
+    }
+
+    #[test]
+    fn one_cotangent_has_the_bits_of_a_cotangent_per_row_f32_f64() {
+        one_cotangent_has_the_bits_of_a_cotangent_per_row::<f32>();
+        one_cotangent_has_the_bits_of_a_cotangent_per_row::<f64>();
+    }
+
     #[test]
     fn zero_and_negative_rates() {
         // Keras, reduction none: y_true [[0, 2, 1]], y_pred [[0, 0, -1]] -> NaN (the -1);
