@@ -149,12 +149,6 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
     ) -> Result<(Tensor<T>, Grads<T>)> {
         let n = crate::tensor::numel(self.shape);
         let w = self.weight.as_deref();
-        // branch-free within a tile (comparisons joined with `&`), so that it vectorises
-        let check = |xs: &[T], ys: &[T]| {
-            if !xs.iter().zip(ys).fold(true, |all, (&x, &y)| all & in_domain(x, y)) {
-                outside.store(true, Ordering::Relaxed);
-            }
-        };
         let mut values = keep_values::<T>(self.reduction, n);
         let Some(bw) = backward else {
             let total = fused(
@@ -225,7 +219,6 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                         return;
                     }
                 }
-                check(xs, ys);
                 let (mut dx, mut dy) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
                 // every slice cut to `len`: no bounds check left in the loops, so no scalar tail
                 let (dx, dy) = (&mut dx[..len], &mut dy[..len]);
@@ -233,17 +226,24 @@ impl<'a, T: Float> TorchElementwise<'a, T> {
                 for i in 0..len {
                     dx[i] = first(xs[i]);
                 }
+                // the domain tested in the values' loop, as in the other paths
+                let mut inside = true;
                 match es {
                     None => {
                         for i in 0..len {
+                            inside &= in_domain(xs[i], ys[i]);
                             (v[i], dx[i], dy[i]) = all(xs[i], ys[i], T::zero(), dx[i]);
                         }
                     }
                     Some(es) => {
                         for i in 0..len {
+                            inside &= in_domain(xs[i], ys[i]);
                             (v[i], dx[i], dy[i]) = all(xs[i], ys[i], es[i], dx[i]);
                         }
                     }
+                }
+                if !inside {
+                    outside.store(true, Ordering::Relaxed);
                 }
                 // the factor of each element: upstream times weight, (cot * w) as one product
                 let mut c = [scale; BLOCK];
