@@ -128,37 +128,33 @@ pub(crate) fn torch_pointwise<T: Float>(
                     &mut scratch[..len]
                 }
             };
-            // cot_i * w_i, computed as (cot * w) * f' like the unfused formula
+            // cot_i * w_i, computed as (cot * w) * f' like the unfused formula. The values and
+            // the derivatives come from two loops (f computed twice): in one loop, the stores
+            // to the tile in L1 and to the gradient, which is not there, alternate and stall
+            // each other (mse 1e4 fwd_bwd_into on an Intel Xeon: 0.71-0.74x the time in two)
+            value_tile(x, y, w, &f, s, v);
             match (w, each) {
                 (None, None) => {
                     for i in 0..len {
-                        let (l, d) = f(xs[i] - ys[i]);
-                        v[i] = l;
-                        dx[i] = scale * d;
+                        dx[i] = scale * f(xs[i] - ys[i]).1;
                     }
                 }
                 (Some(w), None) => {
                     let ws = &w[s..s + len];
                     for i in 0..len {
-                        let (l, d) = f(xs[i] - ys[i]);
-                        v[i] = ws[i] * l;
-                        dx[i] = scale * ws[i] * d;
+                        dx[i] = scale * ws[i] * f(xs[i] - ys[i]).1;
                     }
                 }
                 (None, Some(e)) => {
                     let es = &e[s..s + len];
                     for i in 0..len {
-                        let (l, d) = f(xs[i] - ys[i]);
-                        v[i] = l;
-                        dx[i] = scale * es[i] * d;
+                        dx[i] = scale * es[i] * f(xs[i] - ys[i]).1;
                     }
                 }
                 (Some(w), Some(e)) => {
                     let (ws, es) = (&w[s..s + len], &e[s..s + len]);
                     for i in 0..len {
-                        let (l, d) = f(xs[i] - ys[i]);
-                        v[i] = ws[i] * l;
-                        dx[i] = scale * es[i] * ws[i] * d;
+                        dx[i] = scale * es[i] * ws[i] * f(xs[i] - ys[i]).1;
                     }
                 }
             }
