@@ -85,7 +85,9 @@ impl<T: Float> pulp::WithSimd for BlockSum<'_, T> {
 ///
 /// Pieces longer than [`SHORT_PIECE`] are summed four side by side: such a piece alone is a
 /// chain of dependent adds (one per [`LANES`] elements, each waiting for the last), and four
-/// chains interleaved keep the adder busy.
+/// chains interleaved keep the adder busy. For `f32` on a CPU with AVX-512F, an intrinsic
+/// kernel does it and joins the four pieces' lanes in vector shuffles (Keras losses with rows
+/// of 100, Intel Xeon: 0.77-0.95x the time on 1 thread, best of five rounds; 0.66-0.88x on 2).
 #[inline]
 pub fn block_sums<T: Float>(xs: &[T], len: usize, out: &mut [f64]) {
     debug_assert!(0 < len && len <= BLOCK);
@@ -108,6 +110,18 @@ impl<T: Float> pulp::WithSimd for BlockSums<'_, T> {
             // 64 lanes to the stack (cross_entropy of 65536x32 logits, `perf`: the row sums
             // went from 28% to 24% of the samples)
             for (o, piece) in out.iter_mut().zip(xs.chunks_exact(len)) {
+                *o = BlockSum(piece).with_simd(simd);
+            }
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(x) = crate::kernels::row_lanes::as_f32(xs).filter(|_| is_x86_feature_detected!("avx512f")) {
+            let quads = (x.len() / (4 * len)).min(out.len() / 4);
+            let (four, rest) = out.split_at_mut(4 * quads);
+            // SAFETY: the CPU has AVX-512F; `x` holds `4 * quads` pieces of `len <= BLOCK`
+            // elements, one sum each in `four`.
+            unsafe { avx512::block_sums4(x, len, four) };
+            for (o, piece) in rest.iter_mut().zip(xs[4 * quads * len..].chunks_exact(len)) {
                 *o = BlockSum(piece).with_simd(simd);
             }
             return;
@@ -210,6 +224,75 @@ pub fn run_block_sums<T: Float>(xs: &[T], out: &mut [f64]) {
 pub fn join_lanes(l: &[f64; LANES]) -> f64 {
     let q = |k: usize| (l[k] + l[k + 1]) + (l[k + 2] + l[k + 3]);
     (q(0) + q(4)) + (q(8) + q(12))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::{BLOCK, LANES};
+
+    /// [`block_sums`](super::block_sums) of `f32` pieces of `len` elements (`SHORT_PIECE < len
+    /// <= BLOCK`), four side by side, into `out` (one sum per piece, four at a time). Each piece
+    /// has sixteen `f64` lanes in two registers, which take its groups of sixteen in order, then
+    /// its remainder (the lanes past it add `+0`, which leaves them as they are: a lane that
+    /// starts at `+0` is never `-0`); the four pieces' lanes are then joined by
+    /// [`join_lanes`](super::join_lanes)'s tree in 512-bit vectors. Joined one piece at a time
+    /// in the generic code, the lanes went through the stack and back.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `xs` holds at least `out.len() * len` elements, `out.len()` is a
+    /// multiple of 4 and `len <= BLOCK`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_sums4(xs: &[f32], len: usize, out: &mut [f64]) {
+        debug_assert!(LANES == 16 && len <= BLOCK && out.len().is_multiple_of(4) && xs.len() >= out.len() * len);
+        let full = len - len % LANES;
+        let rest_mask: __mmask16 = ((1u32 << (len - full)) - 1) as u16;
+        for (q, o) in out.chunks_exact_mut(4).enumerate() {
+            let start = 4 * q * len;
+            let (mut lo, mut hi) = ([_mm512_setzero_pd(); 4], [_mm512_setzero_pd(); 4]);
+            let mut i = 0;
+            while i < full {
+                for p in 0..4 {
+                    // SAFETY: piece `p` of this quad holds `len` elements from `start + p len`,
+                    // and `i + 16 <= full <= len`.
+                    let at = unsafe { xs.as_ptr().add(start + p * len + i) };
+                    // SAFETY: sixteen elements from `at`: eight, then eight more.
+                    let (a, b) = unsafe { (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))) };
+                    lo[p] = _mm512_add_pd(lo[p], _mm512_cvtps_pd(a));
+                    hi[p] = _mm512_add_pd(hi[p], _mm512_cvtps_pd(b));
+                }
+                i += LANES;
+            }
+            if full < len {
+                for p in 0..4 {
+                    // SAFETY: the mask selects the `len - full < 16` elements left in piece `p`;
+                    // masked lanes are not read and cannot fault.
+                    let v = unsafe { _mm512_maskz_loadu_ps(rest_mask, xs.as_ptr().add(start + p * len + full)) };
+                    let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+                    lo[p] = _mm512_add_pd(lo[p], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                    hi[p] = _mm512_add_pd(hi[p], _mm512_cvtps_pd(high));
+                }
+            }
+            // l[k] + l[k + 1] for even k, two pieces interleaved: [a0+a1, b0+b1, a2+a3, b2+b3, ..]
+            let pairs = |x: __m512d, y: __m512d| _mm512_add_pd(_mm512_unpacklo_pd(x, y), _mm512_unpackhi_pd(x, y));
+            // 128-bit quarters (0, 2) of x then of y, and (1, 3): the two operands of the next sums
+            let evens = |x: __m512d, y: __m512d| _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y);
+            let odds = |x: __m512d, y: __m512d| _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y);
+            // q(k) = pair(k) + pair(k + 2), for k = 0 and 4 in `low`, 8 and 12 in `high`:
+            // [qA(k), qB(k), qA(k+4), qB(k+4), qC(k), qD(k), qC(k+4), qD(k+4)]
+            let quads = |x: [__m512d; 4]| {
+                let (ab, cd) = (pairs(x[0], x[1]), pairs(x[2], x[3]));
+                _mm512_add_pd(evens(ab, cd), odds(ab, cd))
+            };
+            let (low, high) = (quads(lo), quads(hi));
+            // q(0) + q(4) of A-D, then q(8) + q(12) of A-D
+            let halves = _mm512_add_pd(evens(low, high), odds(low, high));
+            let sums = _mm256_add_pd(_mm512_castpd512_pd256(halves), _mm512_extractf64x4_pd::<1>(halves));
+            // SAFETY: `o` holds four f64.
+            unsafe { _mm256_storeu_pd(o.as_mut_ptr(), sums) };
+        }
+    }
 }
 
 /// [`block_sum`] of `f(i)` for `i` in `0..n` (`n <= BLOCK`).
@@ -768,6 +851,45 @@ mod tests {
         for n in 0..=v.len() {
             for s in 0..5.min(v.len() - n + 1) {
                 assert_eq!(tree(&v[s..s + n]).to_bits(), recursive(&v[s..s + n]).to_bits(), "n={n} s={s}");
+            }
+        }
+    }
+
+    /// Pieces whose sums depend on their order (magnitudes 1e-3 to 1e17, both signs; NaN,
+    /// infinities and -0 in some), summed four side by side and one at a time.
+    #[test]
+    fn side_by_side_block_sums_keep_the_order_of_one_at_a_time() {
+        let mut state = 0x2545_f491u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let specials = [f32::NAN, f32::INFINITY, -0.0, f32::NEG_INFINITY];
+        for len in [SHORT_PIECE + 1, 100, 111, BLOCK - 1, BLOCK] {
+            for round in 0..20 {
+                let xs: Vec<f32> = (0..9 * len)
+                    .map(|_| {
+                        let r = next();
+                        if round % 5 == 0 && r % 97 == 0 {
+                            return specials[(r as usize / 97) % specials.len()];
+                        }
+                        let sign = if r & (1 << 20) == 0 { 1.0 } else { -1.0 };
+                        sign * 10f32.powi((r % 21) as i32 - 3) * (1.0 + (next() % 1000) as f32 / 997.0)
+                    })
+                    .collect();
+                let mut out = vec![0.0f64; 9];
+                block_sums(&xs, len, &mut out);
+                for (k, o) in out.iter().enumerate() {
+                    // a NaN's payload is left out (the one-at-a-time tree's operands may be
+                    // swapped by the compiler: addition commutes)
+                    let want = block_sum(&xs[k * len..(k + 1) * len]);
+                    assert!(
+                        o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()),
+                        "len={len} round={round} k={k}: {o} against {want}"
+                    );
+                }
             }
         }
     }
