@@ -148,17 +148,9 @@ struct Plan<'a> {
 mod avx512 {
     use super::{join_lanes, Plan, LANES};
     use crate::kernels::simd::prefetch;
+    use crate::kernels::sum::avx512::add_widened;
     use crate::kernels::vmath::avx512::exp16;
     use core::arch::x86_64::*;
-
-    /// Lanes 0-7 and 8-15 of `e` widened to `f64` and added to `lo` and `hi`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn add_widened(lo: &mut __m512d, hi: &mut __m512d, e: __m512) {
-        let upper = _mm512_castpd_ps(_mm512_castpd256_pd512(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(e))));
-        *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm512_castps512_ps256(upper)));
-    }
 
     /// [`exp_sums`](super::exp_sums) (its checks done); `STORE`: whether `plan.dst` receives
     /// the exponentials (it may equal `plan.src`: each vector is read before it is written).

@@ -226,11 +226,21 @@ pub fn join_lanes(l: &[f64; LANES]) -> f64 {
     (q(0) + q(4)) + (q(8) + q(12))
 }
 
+/// The `f64` lanes of block sums in AVX-512 registers (`f32` values).
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use core::arch::x86_64::*;
 
     use super::{BLOCK, LANES};
+
+    /// Lanes 0-7 and 8-15 of `e` widened to `f64` and added to `lo` and `hi`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn add_widened(lo: &mut __m512d, hi: &mut __m512d, e: __m512) {
+        let upper = _mm512_castpd_ps(_mm512_castpd256_pd512(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(e))));
+        *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm512_castps512_ps256(upper)));
+    }
 
     /// [`block_sums`](super::block_sums) of `f32` pieces of `len` elements (`SHORT_PIECE < len
     /// <= BLOCK`), four side by side, into `out` (one sum per piece, four at a time). Each piece
@@ -257,7 +267,8 @@ mod avx512 {
                     // SAFETY: piece `p` of this quad holds `len` elements from `start + p len`,
                     // and `i + 16 <= full <= len`.
                     let at = unsafe { xs.as_ptr().add(start + p * len + i) };
-                    // SAFETY: sixteen elements from `at`: eight, then eight more.
+                    // SAFETY: sixteen elements from `at`: eight, then eight more (two loads
+                    // where `add_widened` would take one and a shuffle)
                     let (a, b) = unsafe { (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))) };
                     lo[p] = _mm512_add_pd(lo[p], _mm512_cvtps_pd(a));
                     hi[p] = _mm512_add_pd(hi[p], _mm512_cvtps_pd(b));
@@ -269,9 +280,7 @@ mod avx512 {
                     // SAFETY: the mask selects the `len - full < 16` elements left in piece `p`;
                     // masked lanes are not read and cannot fault.
                     let v = unsafe { _mm512_maskz_loadu_ps(rest_mask, xs.as_ptr().add(start + p * len + full)) };
-                    let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-                    lo[p] = _mm512_add_pd(lo[p], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-                    hi[p] = _mm512_add_pd(hi[p], _mm512_cvtps_pd(high));
+                    add_widened(&mut lo[p], &mut hi[p], v);
                 }
             }
             // l[k] + l[k + 1] for even k, two pieces interleaved: [a0+a1, b0+b1, a2+a3, b2+b3, ..]
