@@ -11,7 +11,7 @@ use crate::float::Float;
 use crate::grad::{Backward, Grads};
 use crate::kernels::alloc::for_overwrite;
 use crate::kernels::axis::AxisLayout;
-use crate::kernels::simd::{prefetch, streams, zero};
+use crate::kernels::simd::{follows_short_row_gathers, prefetch, streams, zero};
 use crate::kernels::sum::{block_sum, par_units, par_zero, tree_of_block_sums, SplitOut, BLOCK, CHUNK};
 use crate::reduction::{Reduction, TORCH_REDUCTIONS};
 use crate::tensor::{Tensor, View};
@@ -255,7 +255,8 @@ struct Found {
 /// Rows ahead whose element [`gather_values`] prefetches: about the misses one core keeps in
 /// flight, times two.
 const GATHER_AHEAD: usize = 24;
-/// Contiguous rows of at most this many bytes are not prefetched by [`gather_blocks`].
+/// Contiguous rows of at most this many bytes are not prefetched by [`gather_blocks`] on a CPU
+/// whose hardware prefetcher follows them ([`follows_short_row_gathers`]).
 const NEAR_ROW_BYTES: usize = 128;
 /// Rows from which [`gather_values`] uses every thread: below, the gather takes about as long
 /// as a fork-join.
@@ -278,8 +279,9 @@ fn gather_blocks<T: Float>(
     let rows = ids.len();
     let mut found = Found { kept: 0, first_bad: None };
     let mut scratch = [T::zero(); BLOCK];
-    // rows of up to a few cache lines, contiguous, are a stream the hardware prefetcher follows
-    let far = layout.inner != 1 || layout.len * std::mem::size_of::<T>() > NEAR_ROW_BYTES;
+    // rows of up to a few cache lines, contiguous, are a stream some hardware prefetchers follow
+    let near = layout.inner == 1 && layout.len * std::mem::size_of::<T>() <= NEAR_ROW_BYTES;
+    let far = !(near && follows_short_row_gathers());
     for (b, part) in parts.iter_mut().enumerate() {
         let s = r0 + b * BLOCK;
         let len = BLOCK.min(rows - s);
