@@ -225,14 +225,24 @@ fn ln_reduced(f: f32, ef: f32) -> f32 {
 
 /// A normal positive `u = 2^e m` split for [`ln_reduced`]: `m` in `[sqrt(1/2), sqrt(2))`, so
 /// that `f = m - 1` is small and exact. Returns `(f, e)`.
+///
+/// In integer arithmetic on the bits: `u = 2^E M` with `M` in `[1, 2)` is halved (`m = M / 2`,
+/// `e = E + 1`) exactly when `M > sqrt(2)` as an `f32` ([`SPLIT_AT`]), i.e. when the bits of
+/// `M / 2` are at least `SPLIT_AT`'s; so `e` is `(bits(u) - SPLIT_AT) >> 23` (arithmetic
+/// shift: the exponent difference, one less below the threshold), and `m` is `u` with `e`
+/// taken off its exponent field. Five integer operations where masks, a comparison, a
+/// product and a select took ten; the same `(f, e)`, checked against that form in the tests.
 #[inline(always)]
 fn split_exponent(u: f32) -> (f32, i32) {
     let bits = u.to_bits();
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    let big = m > std::f32::consts::SQRT_2;
-    let m = if big { m * 0.5 } else { m };
-    (m - 1.0, ((bits >> 23) & 0xff) as i32 - 127 + big as i32)
+    let e = (bits.wrapping_sub(SPLIT_AT) as i32) >> 23;
+    let m = f32::from_bits(bits.wrapping_sub((e << 23) as u32));
+    (m - 1.0, e)
 }
+
+/// The bits of the smallest `m` that [`split_exponent`] halves (the `f32` after `sqrt(2)`),
+/// halved: `M / 2` for `M` above `sqrt(2)` has bits at least these, for `M` up to it fewer.
+const SPLIT_AT: u32 = (std::f32::consts::SQRT_2.to_bits() + 1) - (1 << 23);
 
 /// `ln(x)` for a positive finite `x`, subnormals included; other arguments give a value that
 /// the callers replace.
@@ -854,6 +864,34 @@ impl VMath for f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_integer_split_is_the_select_split() {
+        // the masks-and-select form it replaced: M from the significand, halved above sqrt(2)
+        let by_select = |u: f32| {
+            let bits = u.to_bits();
+            let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+            let big = m > std::f32::consts::SQRT_2;
+            let m = if big { m * 0.5 } else { m };
+            (m - 1.0, ((bits >> 23) & 0xff) as i32 - 127 + big as i32)
+        };
+        let check = |bits: u32| {
+            let u = f32::from_bits(bits);
+            let ((f, e), (g, d)) = (split_exponent(u), by_select(u));
+            assert!(f.to_bits() == g.to_bits() && e == d, "{u:e}: ({f}, {e}) against ({g}, {d})");
+        };
+        let threshold = std::f32::consts::SQRT_2.to_bits() & 0x007f_ffff;
+        for exponent in 1..=254u32 {
+            // every significand around the threshold, and both ends, at every exponent
+            for mant in (threshold - 64..=threshold + 64).chain([0, 1, 0x007f_fffe, 0x007f_ffff]) {
+                check(exponent << 23 | mant);
+            }
+        }
+        // and a sweep of all normal positive floats
+        for bits in (0x0080_0000..0x7f80_0000u32).step_by(997) {
+            check(bits);
+        }
+    }
 
     /// Distance in ulps between two values of either dtype (0 for equal values, both NaN, or
     /// equal infinities), through `key`, their bit patterns mapped to a monotone integer line.
