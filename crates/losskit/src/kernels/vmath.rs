@@ -535,24 +535,20 @@ pub(crate) mod avx2 {
 
     /// [`ln_sum`](crate::kernels::rows::ln_sum)`::<f32>` of each of eight row sums of
     /// exponentials `S` (`lo`: rows 0-3, `hi`: rows 4-7), each at least 1 (the maximum's term
-    /// is `exp(0)`), or NaN: the bits of the portable code, operation for operation.
+    /// is `exp(0)`), or NaN: the bits of the portable code, operation for operation (its exponent
+    /// split included: `split_exponent`'s integer form).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(crate) fn ln_sum8(lo: __m256d, hi: __m256d) -> __m256 {
         let set1 = _mm256_set1_ps;
         let r = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-        // `split_exponent` of a normal `r`: `m` in [sqrt(1/2), sqrt(2)), `e` its exponent
+        // `split_exponent` of a normal `r`: `e = (bits - SPLIT_AT) >> 23` (arithmetic), `m` the
+        // bits with `e` taken off the exponent field, in [sqrt(1/2), sqrt(2))
         let bits = _mm256_castps_si256(r);
-        let m = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x3f80_0000));
-        let m = _mm256_castsi256_ps(m);
-        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(m, set1(std::f32::consts::SQRT_2));
-        let f = _mm256_sub_ps(_mm256_blendv_ps(m, _mm256_mul_ps(m, set1(0.5)), big), set1(1.0));
-        let e = _mm256_sub_epi32(
-            _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff)),
-            _mm256_set1_epi32(127),
-        );
-        // `big` is all ones (-1) where set: `e + big as i32`
-        let ef = _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_castps_si256(big)));
+        let e = _mm256_srai_epi32::<23>(_mm256_sub_epi32(bits, _mm256_set1_epi32(super::SPLIT_AT as i32)));
+        let m = _mm256_castsi256_ps(_mm256_sub_epi32(bits, _mm256_slli_epi32::<23>(e)));
+        let f = _mm256_sub_ps(m, set1(1.0));
+        let ef = _mm256_cvtepi32_ps(e);
         // `ln_reduced`
         let fma = _mm256_fmadd_ps;
         let z = _mm256_mul_ps(f, f);
