@@ -197,18 +197,11 @@ impl<T: Float> pulp::WithSimd for CloseSums<'_, T> {
             let [g0, g1, g2, g3] = groups.clone();
             for (((a, b), c), d) in g0.zip(g1).zip(g2).zip(g3) {
                 for (lanes, g) in lanes.iter_mut().zip([a, b, c, d]) {
-                    if let Ok(g) = <&[T; EIGHT]>::try_from(g) {
-                        for l in 0..EIGHT {
-                            lanes[l] += g[l];
-                        }
-                    }
+                    add_eight(lanes, g);
                 }
             }
             for ((o, lanes), g) in o.iter_mut().zip(&mut lanes).zip(groups) {
-                for (lane, &x) in lanes.iter_mut().zip(g.remainder()) {
-                    *lane += x;
-                }
-                *o = join_eight(lanes);
+                *o = join_eight(lanes, g.remainder());
             }
         }
         let first_single = 4 * (pieces / 4);
@@ -216,23 +209,30 @@ impl<T: Float> pulp::WithSimd for CloseSums<'_, T> {
             let mut lanes = [T::zero(); EIGHT];
             let mut groups = piece.chunks_exact(EIGHT);
             for group in &mut groups {
-                if let Ok(g) = <&[T; EIGHT]>::try_from(group) {
-                    for l in 0..EIGHT {
-                        lanes[l] += g[l];
-                    }
-                }
+                add_eight(&mut lanes, group);
             }
-            for (lane, &x) in lanes.iter_mut().zip(groups.remainder()) {
-                *lane += x;
-            }
-            *o = join_eight(&lanes);
+            *o = join_eight(&mut lanes, groups.remainder());
         }
     }
 }
 
-/// The fixed tree over [`close_sums`]' eight lanes, widened at the end.
+/// One group of eight elements into [`close_sums`]' eight lanes, element `l` into lane `l`.
 #[inline(always)]
-fn join_eight<T: Float>(l: &[T; 8]) -> f64 {
+fn add_eight<T: Float>(lanes: &mut [T; 8], group: &[T]) {
+    if let Ok(g) = <&[T; 8]>::try_from(group) {
+        for l in 0..8 {
+            lanes[l] += g[l];
+        }
+    }
+}
+
+/// A piece's remainder (fewer than eight elements) into [`close_sums`]' lanes from lane 0,
+/// then the fixed tree over the eight lanes, widened at the end.
+#[inline(always)]
+fn join_eight<T: Float>(l: &mut [T; 8], rest: &[T]) -> f64 {
+    for (lane, &x) in l.iter_mut().zip(rest) {
+        *lane += x;
+    }
     let q = |k: usize| (l[k] + l[k + 1]) + (l[k + 2] + l[k + 3]);
     (q(0) + q(4)).acc()
 }
