@@ -7,20 +7,24 @@ Run in the reference environment, never in CI (it needs torch and a release buil
     ~/.cache/losskit-refenv/bin/python bench/compare_torch.py [--quick] [--ids mse,cross_entropy]
         [--threads 1,2] [--dtypes f32] [--sizes 1e6,4096x1000] [--json all.json] [--markdown]
 
-What it runs, one after the other:
-  1. `target/release/losskit bench --stream --ids ... --json` in the default process environment:
-     the memory-bandwidth probe, then every case in the modes fwd, fwd_bwd and fwd_bwd_into (one
-     process per thread count, so that the calls run on the main thread, as torch's do);
-  2. the same losskit cases (fwd, fwd_bwd) with glibc's allocator kept warm
-     (GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...:glibc.malloc.trim_threshold=..., so that
-     freed buffers are reused instead of returned to the kernel and re-faulted);
-  3. this script again in a subprocess (`--worker`), timing the nearest PyTorch counterpart of
-     every case losskit ran (same loss, shape, dtype, value ranges, thread count via
-     torch.set_num_threads): `fwd` = the loss, `fwd_bwd` = torch.autograd.grad of the reduced
-     loss (allocating), with respect to the same arguments losskit returned gradients for;
-  4. the same torch timings with the warm allocator.
-Then it prints one table: losskit and torch medians in both allocator regimes, the ratios
-torch / losskit (> 1: losskit is faster), and losskit's fraction of the measured read bandwidth
+What it runs:
+  1. `target/release/losskit bench --stream`, the memory-bandwidth probe, once per thread count;
+  2. then loss by loss, both sides one right after the other (the vCPUs' speed drifts over a
+     run, and a ratio of two times taken minutes apart measures the drift as much as the code):
+     a. `losskit bench --ids LOSS --json` in the default process environment, every case in the
+        modes fwd, fwd_bwd and fwd_bwd_into (one process per thread count, so that the calls run
+        on the main thread, as torch's do), and again (fwd, fwd_bwd) with glibc's allocator kept
+        warm (GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...:glibc.malloc.trim_threshold=..., so
+        that freed buffers are reused instead of returned to the kernel and re-faulted);
+     b. the nearest PyTorch counterpart of every case losskit ran (same loss, shape, dtype, value
+        ranges, thread count via torch.set_num_threads), in two persistent workers (this script
+        with `--worker-loop`), one per allocator regime: `fwd` = the loss, `fwd_bwd` =
+        torch.autograd.grad of the reduced loss (allocating), with respect to the same arguments
+        losskit returned gradients for;
+  3. with `--rounds N`, step 2 N times, every other round torch first.
+Then it prints one table: losskit and torch medians in both allocator regimes (over the rounds:
+the median of the rounds' medians), the ratios torch / losskit (> 1: losskit is faster; over the
+rounds: the median of each round's ratio) and losskit's fraction of the measured read bandwidth
 (effective GB/s = min_bytes / median, over the stream probe's read GB/s at that thread count).
 """
 
@@ -315,6 +319,21 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def worker_loop(alloc, target_s, min_reps):
+    """A persistent torch worker: one `CASES OUT` pair per line of stdin, each answered by a
+    line `done` on stdout once OUT is written (torch is imported once, not once per loss)."""
+    for line in sys.stdin:
+        cases, out = line.split()
+        worker(cases, out, alloc, target_s, min_reps)
+        print("done", flush=True)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repetitions")
@@ -324,10 +343,15 @@ def main():
     p.add_argument("--sizes", default="", help="as losskit bench --sizes (default: its defaults)")
     p.add_argument("--time", type=float, default=None, help="seconds of repetitions per case")
     p.add_argument("--min-reps", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="times every loss is measured on both sides (each round alternates which side "
+                        "goes first); the table gives each side's median over the rounds and the median "
+                        "of the rounds' ratios")
     p.add_argument("--losskit", default=str(ROOT / "target" / "release" / "losskit"))
     p.add_argument("--json", default=None, help="write every record (losskit, torch, stream) here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--worker", nargs=2, metavar=("CASES", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--worker-loop", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--alloc", default="default", help=argparse.SUPPRESS)
     a = p.parse_args()
 
@@ -336,73 +360,141 @@ def main():
     if a.worker:
         worker(a.worker[0], a.worker[1], a.alloc, target_s, min_reps)
         return
+    if a.worker_loop:
+        worker_loop(a.alloc, target_s, min_reps)
+        return
+    if a.rounds < 1:
+        sys.exit("error: --rounds must be at least 1")
 
     lk = Path(a.losskit)
     if not lk.exists():
         sys.exit(f"error: {lk} not found (run `cargo build --release` first, or pass --losskit)")
-    ids = a.ids
+    ids = [i for i in a.ids.split(",") if i]
     if not ids:
         listed = json.loads(subprocess.run([str(lk), "list", "--json"], check=True, capture_output=True).stdout)
-        ids = ",".join(x["id"] for x in listed)
-    common = ["bench", "--ids", ids, "--dtypes", a.dtypes]
+        ids = [x["id"] for x in listed]
+    common = ["bench", "--dtypes", a.dtypes]
     if a.sizes:
         common += ["--sizes", a.sizes]
     if a.quick:
         common.append("--quick")
     common += ["--time", str(target_s), "--min-reps", str(min_reps)]
+    threads = a.threads.split(",")
 
+    # (peer, alloc) -> key -> one record per round
+    runs = {("losskit", "default"): {}, ("losskit", "warm"): {}, ("torch", "default"): {}, ("torch", "warm"): {}}
+    key = lambda r: (r["case"], r["dtype"], r["mode"], r["threads"])  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="losskit-vs-torch-") as tmp:
         tmp = Path(tmp)
         t_start = time.time()
 
-        def step(name, cmd, alloc):
-            print(f"== {name} ({alloc} allocator)", file=sys.stderr, flush=True)
+        def losskit(args, alloc, out):
             # progress to stderr, so that stdout holds only the table
-            subprocess.run(cmd, check=True, env=env_for(alloc), stdout=sys.stderr)
+            subprocess.run([str(lk), *args, "--json", str(out)], check=True, env=env_for(alloc), stdout=sys.stderr)
+            return json.loads(out.read_text())
 
-        # one losskit process per thread count: with a single --threads value the calling thread
-        # is one of the pool's threads and makes the calls (allocating in the main thread's glibc
-        # arena, as a program calling the library, and as torch, does); a pool worker's arena
-        # maps every allocation over 64 MiB afresh, whatever the tunables
-        for regime, extra in (("default", ["--stream"]), ("warm", ["--modes", "fwd,fwd_bwd"])):
-            recs = []
-            for t in a.threads.split(","):
-                out = tmp / f"lk_{regime}_{t}.json"
-                step("losskit", [str(lk), *common, "--threads", t, *extra, "--json", str(out)], regime)
-                recs += json.loads(out.read_text())
-            (tmp / f"lk_{regime}.json").write_text(json.dumps(recs))
+        # the bandwidth probe, once per thread count
+        stream, stream_recs = {}, []
+        for t in threads:
+            print(f"== stream ({t} thread(s))", file=sys.stderr, flush=True)
+            for r in losskit(["bench", "--stream", "--threads", t], "default", tmp / "stream.json"):
+                if r.get("peer") == "stream":
+                    stream_recs.append(r)
+                    if r["kernel"] == "read":
+                        stream[r["threads"]] = r
+        # one persistent torch worker per allocator regime (the tunables act at process start)
         me = [sys.executable, str(Path(__file__).resolve()), "--time", str(target_s), "--min-reps", str(min_reps)]
-        for alloc in ("default", "warm"):
-            step("torch", [*me, "--worker", str(tmp / "lk_default.json"), str(tmp / f"torch_{alloc}.json"),
-                           "--alloc", alloc], alloc)
-        lk_default = json.loads((tmp / "lk_default.json").read_text())
-        lk_warm = json.loads((tmp / "lk_warm.json").read_text())
-        torch_recs = {alloc: json.loads((tmp / f"torch_{alloc}.json").read_text()) for alloc in ("default", "warm")}
+        workers = {
+            alloc: subprocess.Popen([*me, "--worker-loop", "--alloc", alloc], env=env_for(alloc),
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for alloc in ("default", "warm")
+        }
+
+        def torch(alloc, cases, out):
+            w = workers[alloc]
+            w.stdin.write(f"{cases} {out}\n")
+            w.stdin.flush()
+            if w.stdout.readline().strip() != "done":
+                sys.exit(f"error: the torch worker ({alloc} allocator) stopped")
+            return json.loads(Path(out).read_text())
+
+        cases_of = {}
+        try:
+            # Each loss is measured on both sides one right after the other (seconds apart, not the
+            # minutes of a whole run): the vCPUs' speed drifts, and a ratio of two times taken far
+            # apart measures the drift as much as the code. Rounds alternate which side goes first.
+            for rnd in range(a.rounds):
+                for loss in ids:
+                    print(f"== round {rnd + 1}/{a.rounds}: {loss}", file=sys.stderr, flush=True)
+
+                    def lk_side():
+                        recs = {}
+                        # one losskit process per thread count: with a single --threads value the
+                        # calling thread is one of the pool's threads and makes the calls
+                        # (allocating in the main thread's glibc arena, as a program calling the
+                        # library, and as torch, does); a pool worker's arena maps every
+                        # allocation over 64 MiB afresh, whatever the tunables
+                        for regime, extra in (("default", []), ("warm", ["--modes", "fwd,fwd_bwd"])):
+                            recs[regime] = []
+                            for t in threads:
+                                out = tmp / f"lk_{regime}_{t}.json"
+                                recs[regime] += losskit([*common, "--ids", loss, "--threads", t, *extra],
+                                                        regime, out)
+                        return recs
+
+                    def torch_side(cases):
+                        (tmp / "cases.json").write_text(json.dumps(cases))
+                        return {alloc: torch(alloc, tmp / "cases.json", tmp / f"torch_{alloc}.json")
+                                for alloc in ("default", "warm")}
+
+                    if rnd % 2 == 0:
+                        lk_recs = lk_side()
+                        torch_recs = torch_side(lk_recs["default"])
+                    else:
+                        # the cases are known from the first round
+                        torch_recs = torch_side(cases_of[loss])
+                        lk_recs = lk_side()
+                    cases_of[loss] = lk_recs["default"]
+                    for alloc in ("default", "warm"):
+                        for r in lk_recs[alloc]:
+                            if r.get("peer") == "losskit":
+                                r["alloc"], r["round"] = alloc, rnd + 1
+                                runs[("losskit", alloc)].setdefault(key(r), []).append(r)
+                        for r in torch_recs[alloc]:
+                            r["round"] = rnd + 1
+                            runs[("torch", alloc)].setdefault(key(r), []).append(r)
+        finally:
+            for w in workers.values():
+                w.stdin.close()
+                w.wait()
         elapsed = time.time() - t_start
 
-    stream = {r["threads"]: r for r in lk_default if r.get("peer") == "stream" and r["kernel"] == "read"}
-    key = lambda r: (r["case"], r["dtype"], r["mode"], r["threads"])  # noqa: E731
-    lkw = {key(r): r for r in lk_warm if r.get("peer") == "losskit"}
-    tq = {alloc: {key(r): r for r in recs} for alloc, recs in torch_recs.items()}
+    def med(peer, alloc, k):
+        recs = runs[(peer, alloc)].get(k)
+        return median([r["median_s"] for r in recs]) if recs else None
+
+    def paired(alloc, k):
+        """The median over rounds of torch / losskit, each round's two times taken together."""
+        lk_by, t_by = ({r["round"]: r["median_s"] for r in runs[(peer, alloc)].get(k, [])} for peer in ("losskit", "torch"))
+        rs = [t_by[n] / lk_by[n] for n in lk_by if n in t_by]
+        return f"{median(rs):.2f}x" if rs else "-"
 
     head = ["case", "dtype", "mode", "thr", "torch counterpart", "losskit", "torch", "torch/lk",
             "losskit warm", "torch warm", "torch/lk warm", "%bw"]
     rows = []
-    for r in lk_default:
-        if r.get("peer") != "losskit":
-            continue
-        k = key(r)
-        td, tw, lw = tq["default"].get(k), tq["warm"].get(k), lkw.get(k)
+    torch_all = [r for alloc in ("default", "warm") for recs in runs[("torch", alloc)].values() for r in recs]
+    for k, recs in runs[("losskit", "default")].items():
+        r = recs[0]
         # the counterpart's name, from any torch record of this loss
         same = lambda x: x["case"].split("/")[0] == r["case"].split("/")[0]  # noqa: E731
-        cp = next((x["counterpart"] for x in torch_recs["default"] if same(x)), "-")
+        cp = next((x["counterpart"] for x in torch_all if same(x)), "-")
         bw = stream.get(r["threads"])
-        frac = f"{100 * r['eff_gbps'] / bw['gbps']:.0f}%" if bw else "-"
-        tdm, twm, lwm = (td or {}).get("median_s"), (tw or {}).get("median_s"), (lw or {}).get("median_s")
+        lkm = med("losskit", "default", k)
+        frac = f"{100 * r['min_bytes'] / lkm / 1e9 / bw['gbps']:.0f}%" if bw else "-"
         rows.append([
             r["case"], r["dtype"], r["mode"], str(r["threads"]), cp if r["mode"] != "fwd_bwd_into" else "",
-            fmt_t(r["median_s"]), fmt_t(tdm), ratio(tdm, r["median_s"]),
-            fmt_t(lwm), fmt_t(twm), ratio(twm, lwm),
+            fmt_t(lkm), fmt_t(med("torch", "default", k)), paired("default", k),
+            fmt_t(med("losskit", "warm", k)), fmt_t(med("torch", "warm", k)), paired("warm", k),
             frac,
         ])
 
@@ -417,17 +509,16 @@ def main():
         for row in rows:
             print("  ".join(c.ljust(w[i]) if i < 5 else c.rjust(w[i]) for i, c in enumerate(row)))
     bws = ", ".join(f"{t} thread(s) {r['gbps']:.1f} GB/s" for t, r in sorted(stream.items()))
-    import_torch_version = next((x["torch"] for x in torch_recs["default"]), "?")
-    print(f"\ntorch {import_torch_version}; stream read bandwidth: {bws}; "
+    import_torch_version = next((x["torch"] for x in torch_all), "?")
+    rounds = (f"{a.rounds} rounds, each loss timed on both sides one right after the other; times are "
+              f"medians over the rounds, ratios the median of the rounds' ratios" if a.rounds > 1 else
+              "each loss timed on both sides one right after the other")
+    print(f"\ntorch {import_torch_version}; stream read bandwidth: {bws}; {rounds}; "
           f"ratios are torch median / losskit median (> 1: losskit faster); "
           f"%bw = losskit min_bytes/median over the read bandwidth; "
           f"warm = GLIBC_TUNABLES={WARM_TUNABLES}; {elapsed:.0f} s in all")
     if a.json:
-        for r in lk_warm:
-            r["alloc"] = "warm"
-        for r in lk_default:
-            r.setdefault("alloc", "default")
-        allrecs = lk_default + [r for r in lk_warm if r.get("peer") == "losskit"] + torch_recs["default"] + torch_recs["warm"]
+        allrecs = stream_recs + [r for recs in runs.values() for rs in recs.values() for r in rs]
         Path(a.json).write_text("[\n" + ",\n".join(json.dumps(r) for r in allrecs) + "\n]\n")
         print(f"wrote {len(allrecs)} records to {a.json}", file=sys.stderr)
 
