@@ -350,16 +350,12 @@ def main():
     p.add_argument("--losskit", default=str(ROOT / "target" / "release" / "losskit"))
     p.add_argument("--json", default=None, help="write every record (losskit, torch, stream) here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    p.add_argument("--worker", nargs=2, metavar=("CASES", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--worker-loop", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--alloc", default="default", help=argparse.SUPPRESS)
     a = p.parse_args()
 
     target_s = a.time if a.time is not None else (0.01 if a.quick else 0.3)
     min_reps = a.min_reps if a.min_reps is not None else (3 if a.quick else 5)
-    if a.worker:
-        worker(a.worker[0], a.worker[1], a.alloc, target_s, min_reps)
-        return
     if a.worker_loop:
         worker_loop(a.alloc, target_s, min_reps)
         return
@@ -418,6 +414,26 @@ def main():
                 sys.exit(f"error: the torch worker ({alloc} allocator) stopped")
             return json.loads(Path(out).read_text())
 
+        def lk_side(loss):
+            """Every case of `loss` in losskit, by allocator regime: one process per thread count.
+            With a single --threads value the calling thread is one of the pool's threads and
+            makes the calls (allocating in the main thread's glibc arena, as a program calling the
+            library, and as torch, does); a pool worker's arena maps every allocation over 64 MiB
+            afresh, whatever the tunables."""
+            recs = {}
+            for regime, extra in (("default", []), ("warm", ["--modes", "fwd,fwd_bwd"])):
+                recs[regime] = []
+                for t in threads:
+                    out = tmp / f"lk_{regime}_{t}.json"
+                    recs[regime] += losskit([*common, "--ids", loss, "--threads", t, *extra], regime, out)
+            return recs
+
+        def torch_side(cases):
+            """The torch counterparts of losskit's records `cases`, by allocator regime."""
+            (tmp / "cases.json").write_text(json.dumps(cases))
+            return {alloc: torch(alloc, tmp / "cases.json", tmp / f"torch_{alloc}.json")
+                    for alloc in ("default", "warm")}
+
         cases_of = {}
         try:
             # Each loss is measured on both sides one right after the other (seconds apart, not the
@@ -426,34 +442,13 @@ def main():
             for rnd in range(a.rounds):
                 for loss in ids:
                     print(f"== round {rnd + 1}/{a.rounds}: {loss}", file=sys.stderr, flush=True)
-
-                    def lk_side():
-                        recs = {}
-                        # one losskit process per thread count: with a single --threads value the
-                        # calling thread is one of the pool's threads and makes the calls
-                        # (allocating in the main thread's glibc arena, as a program calling the
-                        # library, and as torch, does); a pool worker's arena maps every
-                        # allocation over 64 MiB afresh, whatever the tunables
-                        for regime, extra in (("default", []), ("warm", ["--modes", "fwd,fwd_bwd"])):
-                            recs[regime] = []
-                            for t in threads:
-                                out = tmp / f"lk_{regime}_{t}.json"
-                                recs[regime] += losskit([*common, "--ids", loss, "--threads", t, *extra],
-                                                        regime, out)
-                        return recs
-
-                    def torch_side(cases):
-                        (tmp / "cases.json").write_text(json.dumps(cases))
-                        return {alloc: torch(alloc, tmp / "cases.json", tmp / f"torch_{alloc}.json")
-                                for alloc in ("default", "warm")}
-
                     if rnd % 2 == 0:
-                        lk_recs = lk_side()
+                        lk_recs = lk_side(loss)
                         torch_recs = torch_side(lk_recs["default"])
                     else:
-                        # the cases are known from the first round
+                        # torch first, on the cases of the round before
                         torch_recs = torch_side(cases_of[loss])
-                        lk_recs = lk_side()
+                        lk_recs = lk_side(loss)
                     cases_of[loss] = lk_recs["default"]
                     for alloc in ("default", "warm"):
                         for r in lk_recs[alloc]:
@@ -475,7 +470,8 @@ def main():
 
     def paired(alloc, k):
         """The median over rounds of torch / losskit, each round's two times taken together."""
-        lk_by, t_by = ({r["round"]: r["median_s"] for r in runs[(peer, alloc)].get(k, [])} for peer in ("losskit", "torch"))
+        lk_by = {r["round"]: r["median_s"] for r in runs[("losskit", alloc)].get(k, [])}
+        t_by = {r["round"]: r["median_s"] for r in runs[("torch", alloc)].get(k, [])}
         rs = [t_by[n] / lk_by[n] for n in lk_by if n in t_by]
         return f"{median(rs):.2f}x" if rs else "-"
 
