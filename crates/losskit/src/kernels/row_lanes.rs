@@ -26,7 +26,9 @@
 //! machines have them too): elsewhere [`softmax8`] declines and callers use the row kernels.
 //! Where the CPU has AVX-512F and rows are longer than 16, the exponentials, the sums and the
 //! index gradient run on two columns per 512-bit vector: the same operations in the same order
-//! on twice the lanes.
+//! on twice the lanes; and runs of 16 columns are transposed in 512-bit vectors, in and out
+//! (two in-lane 4x4 transposes and eight two-source permutes for 16 columns of the eight rows,
+//! against two 8x8 transposes of 24 shuffles each).
 
 /// The longest rows [`softmax8`] takes. Measured on Zen 3 (`cross_entropy`, f32, alternating
 /// runs against the row kernels): 0.38-0.71x the time at 10 and 24 classes, 0.82-0.95x at 32
@@ -325,9 +327,12 @@ mod avx2 {
     /// `MAX` (else `-inf`; `vmaxps(v, m)` is `v > m ? v : m`: NaN skipped), and when `LOW` (else
     /// `+inf` and no lane set) their minima (NaN skipped too) and the lanes (rows) that hold a
     /// NaN, which choose the exponential's form.
+    ///
+    /// With `WIDE` (which requires AVX-512F) runs of 16 columns are transposed in 512-bit
+    /// vectors ([`wide::columns16`]): half the shuffles of two 8x8 transposes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn columns<'t, const MAX: bool, const LOW: bool>(
+    fn columns<'t, const MAX: bool, const LOW: bool, const WIDE: bool>(
         x: &[f32],
         len: usize,
         tile: &'t mut [MaybeUninit<__m256>; MAX_LEN],
@@ -337,6 +342,17 @@ mod avx2 {
         let mut lo = _mm256_set1_ps(f32::INFINITY);
         let mut nan = _mm256_setzero_ps();
         let mut c0 = 0;
+        if WIDE && !LOW {
+            while c0 + 16 <= full {
+                // SAFETY: the caller guarantees AVX-512F with `WIDE`; `c0 + 16 <= len` and
+                // `x.len() >= 8 * len` (checked by `softmax8`).
+                let m16 = unsafe { wide::columns16(x, len, c0, &mut tile[c0..c0 + 16], m) };
+                if MAX {
+                    m = m16;
+                }
+                c0 += 16;
+            }
+        }
         while c0 < full {
             for (j, v) in load_columns(x, len, c0).into_iter().enumerate() {
                 tile[c0 + j].write(v);
@@ -373,8 +389,8 @@ mod avx2 {
         for t in &mut tile[len..padded] {
             t.write(_mm256_setzero_ps());
         }
-        // SAFETY: columns `0..full` were written by the first loop, `full..len` by the second,
-        // `len..padded` by the third (`padded <= MAX_LEN`, a multiple of 16), and
+        // SAFETY: columns `0..full` were written by the first loops (`columns16` writes the 16
+        // it is given), `full..len` by the masked one, `len..padded` by the last (`padded <= MAX_LEN`, a multiple of 16), and
         // `MaybeUninit<__m256>` has the layout of `__m256`.
         (unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }, m, lo, nan)
     }
@@ -492,8 +508,11 @@ mod avx2 {
         // short block's loads; `columns` writes what it returns
         let mut tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
         // (the 512-bit exponential takes every argument: no minimum or NaN lanes to choose a form)
-        let (padded, m, lo, nan) =
-            if wide { columns::<true, false>(x, len, &mut tile) } else { columns::<true, true>(x, len, &mut tile) };
+        let (padded, m, lo, nan) = if wide {
+            columns::<true, false, true>(x, len, &mut tile)
+        } else {
+            columns::<true, true, false>(x, len, &mut tile)
+        };
         // SAFETY: `max` holds eight `f32`.
         unsafe { _mm256_storeu_ps(max.as_mut_ptr(), m) };
         // label smoothing's sums of the logits (as `row_max_sum` sums them), before the logits
@@ -505,7 +524,11 @@ mod avx2 {
         let mut tau_tile = [MaybeUninit::<__m256>::uninit(); MAX_LEN];
         let targets = match probs {
             Some(Probs8 { y, keep, per_class, weights, masses, shifted }) => {
-                let (ys, ..) = columns::<false, false>(y, len, &mut target_tile);
+                let (ys, ..) = if wide {
+                    columns::<false, false, true>(y, len, &mut target_tile)
+                } else {
+                    columns::<false, false, false>(y, len, &mut target_tile)
+                };
                 let (keep, per_class) = (_mm256_set1_ps(keep), _mm256_set1_ps(per_class));
                 let tau = filled(len, &mut tau_tile, |c| smoothed(ys[c], c, keep, per_class, weights));
                 let total = row_sums(tau);
@@ -597,7 +620,7 @@ mod avx2 {
                         *v = index_gradient(*v, kk, inv, gamma);
                     }
                 }
-                store_rows(cols, len, rows);
+                store_rows(cols, len, rows, wide);
                 // the target's own term
                 let mut at = [0.0f32; ROWS];
                 // SAFETY: `at` holds eight `f32`.
@@ -627,7 +650,7 @@ mod avx2 {
                 rows
             }
         };
-        store_rows(cols, len, rows);
+        store_rows(cols, len, rows, wide);
     }
 
     /// `kk - (e inv) γ`, the index gradient of the exponentials `e` (see [`Grad8::Index`]).
@@ -642,6 +665,116 @@ mod avx2 {
     mod wide {
         use crate::kernels::vmath::avx512::exp16;
         use core::arch::x86_64::*;
+
+        /// Within each 128-bit lane, the transpose of the 4x4 block whose rows are lane `L` of
+        /// `a[0..4]` (its own inverse): the first two stages of `transpose8`.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn transpose4_lanes(a: [__m512; 4]) -> [__m512; 4] {
+            let t0 = _mm512_unpacklo_ps(a[0], a[1]);
+            let t1 = _mm512_unpackhi_ps(a[0], a[1]);
+            let t2 = _mm512_unpacklo_ps(a[2], a[3]);
+            let t3 = _mm512_unpackhi_ps(a[2], a[3]);
+            [
+                _mm512_shuffle_ps::<0x44>(t0, t2),
+                _mm512_shuffle_ps::<0xEE>(t0, t2),
+                _mm512_shuffle_ps::<0x44>(t1, t3),
+                _mm512_shuffle_ps::<0xEE>(t1, t3),
+            ]
+        }
+
+        /// Lanes `[a.0, b.0, a.1, b.1]` and `[a.2, b.2, a.3, b.3]` of the 128-bit lanes of `a`
+        /// and `b`: with `a` rows 0-3 and `b` rows 4-7 of columns `j, 4 + j, 8 + j, 12 + j`
+        /// (one per lane), columns `j | 4 + j` and `8 + j | 12 + j` of the eight rows.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn interleave_lanes(a: __m512, b: __m512) -> [__m512; 2] {
+            let low = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+            let high = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+            [_mm512_permutex2var_ps(a, low, b), _mm512_permutex2var_ps(a, high, b)]
+        }
+
+        /// The inverse of `interleave_lanes`.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn deinterleave_lanes(p: [__m512; 2]) -> [__m512; 2] {
+            let a = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+            let b = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+            [_mm512_permutex2var_ps(p[0], a, p[1]), _mm512_permutex2var_ps(p[0], b, p[1])]
+        }
+
+        /// The high half of `v`.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn high(v: __m512) -> __m256 {
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+        }
+
+        /// `lo | hi` as one vector.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn join(lo: __m256, hi: __m256) -> __m512 {
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                _mm256_castps_pd(hi),
+            ))
+        }
+
+        /// Columns `c0..c0 + 16` of eight rows of `len` (`c0 + 16 <= len`, `x.len() >= 8 *
+        /// len`) into `tile` (16 columns), as `load_columns` twice: eight 512-bit loads, two
+        /// in-lane 4x4 transposes and eight two-source permutes (24 shuffles, against 48).
+        /// Returns `max(v, m)` over the columns `v` (per lane: NaN skipped), folded from two
+        /// columns per vector (the order of a maximum changes only the sign of a zero).
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) fn columns16(
+            x: &[f32],
+            len: usize,
+            c0: usize,
+            tile: &mut [core::mem::MaybeUninit<__m256>],
+            m: __m256,
+        ) -> __m256 {
+            debug_assert!(c0 + 16 <= len && x.len() >= 8 * len && tile.len() == 16);
+            // SAFETY: row `i < 8` reads `x[i * len + c0..i * len + c0 + 16]`, inside `x` (the
+            // caller checked `x.len() >= 8 * len` and `c0 + 16 <= len`).
+            let r: [__m512; 8] = core::array::from_fn(|i| unsafe { _mm512_loadu_ps(x.as_ptr().add(i * len + c0)) });
+            // lane L of s[j] (j < 4): column 4L + j of rows 0-3; of s[4 + j]: of rows 4-7
+            let top = transpose4_lanes([r[0], r[1], r[2], r[3]]);
+            let bottom = transpose4_lanes([r[4], r[5], r[6], r[7]]);
+            let mut m2 = _mm512_set1_ps(f32::NEG_INFINITY);
+            for j in 0..4 {
+                let [p, q] = interleave_lanes(top[j], bottom[j]);
+                m2 = _mm512_max_ps(p, m2);
+                m2 = _mm512_max_ps(q, m2);
+                tile[j].write(_mm512_castps512_ps256(p));
+                tile[4 + j].write(high(p));
+                tile[8 + j].write(_mm512_castps512_ps256(q));
+                tile[12 + j].write(high(q));
+            }
+            _mm256_max_ps(high(m2), _mm256_max_ps(_mm512_castps512_ps256(m2), m))
+        }
+
+        /// The 16 columns `cols` written back as columns `c0..c0 + 16` of eight rows of `len`
+        /// into `rows` (`c0 + 16 <= len`, `rows.len() >= 8 * len`): `columns16` backwards.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) fn store_columns16(cols: &[__m256], len: usize, c0: usize, rows: &mut [f32]) {
+            debug_assert!(c0 + 16 <= len && rows.len() >= 8 * len && cols.len() == 16);
+            let mut top = [_mm512_setzero_ps(); 4];
+            let mut bottom = [_mm512_setzero_ps(); 4];
+            for j in 0..4 {
+                let pair = [join(cols[j], cols[4 + j]), join(cols[8 + j], cols[12 + j])];
+                [top[j], bottom[j]] = deinterleave_lanes(pair);
+            }
+            for (half, r) in [transpose4_lanes(top), transpose4_lanes(bottom)].into_iter().enumerate() {
+                for (i, v) in r.into_iter().enumerate() {
+                    // SAFETY: row `4 half + i < 8` writes `rows[(4 half + i) len + c0..][..16]`,
+                    // inside `rows` (at least `8 * len` long, checked by the caller; `c0 + 16
+                    // <= len`).
+                    unsafe { _mm512_storeu_ps(rows.as_mut_ptr().add((4 * half + i) * len + c0), v) };
+                }
+            }
+        }
 
         /// `v` in both halves.
         #[inline]
@@ -757,9 +890,12 @@ mod avx2 {
     }
 
     /// The `len` columns `cols` written back as eight rows of `len` into `rows` (`8 * len`).
+    ///
+    /// With `wide` (which requires AVX-512F) runs of 16 columns are transposed back in 512-bit
+    /// vectors ([`wide::store_columns16`]).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn store_rows(cols: &[__m256], len: usize, rows: &mut [f32]) {
+    fn store_rows(cols: &[__m256], len: usize, rows: &mut [f32], wide: bool) {
         debug_assert!(cols.len() == len && rows.len() >= ROWS * len);
         let full = len - len % 8;
         if full < len {
@@ -785,6 +921,14 @@ mod avx2 {
             }
         }
         let mut c0 = 0;
+        if wide {
+            while c0 + 16 <= full {
+                // SAFETY: the caller guarantees AVX-512F with `wide`; `c0 + 16 <= len` and
+                // `rows.len() >= 8 * len` (checked by `softmax8`).
+                unsafe { wide::store_columns16(&cols[c0..c0 + 16], len, c0, rows) };
+                c0 += 16;
+            }
+        }
         while c0 < full {
             let Ok(&block) = <&[__m256; 8]>::try_from(&cols[c0..c0 + 8]) else { break };
             for (i, v) in transpose8(block).into_iter().enumerate() {
