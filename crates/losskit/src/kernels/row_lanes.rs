@@ -329,7 +329,8 @@ mod avx2 {
     /// NaN, which choose the exponential's form.
     ///
     /// With `WIDE` (which requires AVX-512F) runs of 16 columns are transposed in 512-bit
-    /// vectors ([`wide::columns16`]): half the shuffles of two 8x8 transposes.
+    /// vectors ([`wide::columns16`]): half the shuffles of two 8x8 transposes. Not with `LOW`:
+    /// the 512-bit path keeps no minima (its exponential takes every argument).
     #[inline]
     #[target_feature(enable = "avx2")]
     fn columns<'t, const MAX: bool, const LOW: bool, const WIDE: bool>(
@@ -390,7 +391,8 @@ mod avx2 {
             t.write(_mm256_setzero_ps());
         }
         // SAFETY: columns `0..full` were written by the first loops (`columns16` writes the 16
-        // it is given), `full..len` by the masked one, `len..padded` by the last (`padded <= MAX_LEN`, a multiple of 16), and
+        // it is given), `full..len` by the masked one, `len..padded` by the last (`padded <=
+        // MAX_LEN`, a multiple of 16), and
         // `MaybeUninit<__m256>` has the layout of `__m256`.
         (unsafe { &mut *(&mut tile[..padded] as *mut [MaybeUninit<__m256>] as *mut [__m256]) }, m, lo, nan)
     }
