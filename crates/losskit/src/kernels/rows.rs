@@ -426,10 +426,76 @@ pub fn ln_sums<T: Float>(sums: &[f64], lse: &mut [T]) {
     }
 }
 
+/// `row[c] = f(row[c], src[c])` along one row (`src` as long).
+///
+/// A row shorter than `SHORT_ROW` (64) goes in pieces of sixteen and of eight elements, each
+/// through local arrays, then the rest one by one: on the row itself, the compiler's loop runs
+/// its main body (64 elements at a time) on long rows only, and left a row of 32 `f32` to its
+/// 8-wide remainder loop, four rounds with their set-up; pieces on the row's slices it unrolled
+/// into scalar operations (it cannot tell that they do not overlap), on local arrays, which
+/// alias nothing, it makes whole vectors. Log-softmax of 65536x32 `f32` took 0.87-0.94x the
+/// time with it (the best of 8 to 20 alternating runs); long rows keep the compiler's loop
+/// (pieces took 1.3-2x the time on rows of 1000).
+#[inline(always)]
+pub fn update_row<T: Copy>(row: &mut [T], src: &[T], f: impl Fn(T, T) -> T) {
+    debug_assert_eq!(row.len(), src.len());
+    if row.len() >= SHORT_ROW {
+        for (r, &s) in row.iter_mut().zip(src) {
+            *r = f(*r, s);
+        }
+        return;
+    }
+    let (row, src) = update_pieces::<T, 16>(row, src, &f);
+    let (row, src) = update_pieces::<T, 8>(row, src, &f);
+    for (r, &s) in row.iter_mut().zip(src) {
+        *r = f(*r, s);
+    }
+}
+
+/// Rows from this length on take the compiler's own loop in [`update_row`].
+const SHORT_ROW: usize = 64;
+
+/// [`update_row`] on the leading pieces of `N` elements; returns the rest of `row` and `src`.
+#[inline(always)]
+fn update_pieces<'a, T: Copy, const N: usize>(
+    row: &'a mut [T],
+    src: &'a [T],
+    f: &impl Fn(T, T) -> T,
+) -> (&'a mut [T], &'a [T]) {
+    let mut rows = row.chunks_exact_mut(N);
+    let mut srcs = src.chunks_exact(N);
+    for (r, s) in (&mut rows).zip(&mut srcs) {
+        let (mut piece, mut source) = ([s[0]; N], [s[0]; N]);
+        piece.copy_from_slice(r);
+        source.copy_from_slice(s);
+        for (p, &s) in piece.iter_mut().zip(&source) {
+            *p = f(*p, s);
+        }
+        r.copy_from_slice(&piece);
+    }
+    (rows.into_remainder(), srcs.remainder())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::vmath::VMath;
+
+    /// Every length through the pieces of sixteen and eight, the rest and the long rows' loop
+    /// gives what an element-by-element loop gives (the update reads both its arguments, in an
+    /// order that matters, so that a misplaced element shows).
+    #[test]
+    fn update_row_is_the_elementwise_update() {
+        for len in 0..=2 * SHORT_ROW + 3 {
+            let src: Vec<f32> = (0..len).map(|c| c as f32 * 0.75 - 3.0).collect();
+            let start: Vec<f32> = (0..len).map(|c| (c * c) as f32 + 0.5).collect();
+            let f = |r: f32, s: f32| r * 2.0 - s;
+            let mut row = start.clone();
+            update_row(&mut row, &src, f);
+            let want: Vec<f32> = start.iter().zip(&src).map(|(&r, &s)| f(r, s)).collect();
+            assert_eq!(row, want, "length {len}");
+        }
+    }
 
     #[test]
     fn ln_sum_is_accurate_near_one() {

@@ -11,7 +11,9 @@
 
 use crate::float::Float;
 use crate::kernels::row_lanes::{softmax8, Grad8, Index8, Probs8, ROWS};
-use crate::kernels::rows::{fill_sums, ln_sums, minus_max, plain, row_sums, shifted_exps, summed, Workspace};
+use crate::kernels::rows::{
+    fill_sums, ln_sums, minus_max, plain, row_sums, shifted_exps, summed, update_row, Workspace,
+};
 use crate::kernels::stable::{clip_tie, exp_neg_abs};
 use crate::kernels::sum::{join_lanes, sum_by, sum_map, sum_zip, tree, BLOCK, LANES};
 
@@ -589,11 +591,7 @@ pub fn prob_xent_rows<T: Float>(
         for (k, (gy, xs)) in gy[..n].chunks_exact_mut(len).zip(x.chunks_exact(len)).enumerate() {
             let (m, lse, kk) = (max[k], lse[k], -(cot.at(k) * keep));
             match w {
-                None => {
-                    for (gc, &xc) in gy.iter_mut().zip(xs) {
-                        *gc = ((xc - m) - lse) * kk;
-                    }
-                }
+                None => update_row(gy, xs, |_, xc| ((xc - m) - lse) * kk),
                 Some(w) => {
                     for ((gc, &xc), &wc) in gy.iter_mut().zip(xs).zip(w) {
                         *gc = ((xc - m) - lse) * kk * wc;
